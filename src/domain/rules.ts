@@ -1,0 +1,231 @@
+/**
+ * Per-kind rules: how a request body becomes a normalized spec, which fields
+ * may not change after create, and which names and addresses a spec claims
+ * (so the store can enforce uniqueness and references).
+ *
+ * Normalization happens once, here; the store keeps the normalized form and
+ * the reconciler uses it as is.
+ */
+import {
+  HOST_NAMESPACE,
+  type BridgeSpec,
+  type Kind,
+  type RouteSpec,
+  type SpecOf,
+  type VethEnd,
+  type VethSpec,
+} from './types.js';
+import {
+  Violations,
+  addressIp,
+  checkBool,
+  checkIfname,
+  checkInterfaceAddresses,
+  checkMac,
+  checkMtu,
+  checkObject,
+  checkResourceName,
+  checkUint32,
+  checkUnknownFields,
+  derivedMac,
+  optString,
+  parseCidr,
+  parseIp,
+} from './validate.js';
+
+/** A reference from one resource's field to another resource. */
+export interface Reference {
+  kind: Kind;
+  name: string;
+  field: string;
+}
+
+/** An interface name a spec claims in a namespace. */
+export interface IfnameClaim {
+  namespace: string;
+  ifname: string;
+  field: string;
+}
+
+/**
+ * An address a spec claims in a scope. Scopes are `netns:<namespace>` (one
+ * address per namespace) and `l2:<bridge>` (one address per bridge segment,
+ * across the namespaces joined to it).
+ */
+export interface AddressClaim {
+  scope: string;
+  ip: string;
+  field: string;
+}
+
+export interface KindRules<K extends Kind> {
+  /** Spec fields accepted at the top level of a request, besides name and labels. */
+  readonly fields: readonly string[];
+  /** Dotted paths of fields that may not change after create. */
+  readonly immutable: readonly string[];
+  normalize(v: Violations, name: string, input: Record<string, unknown>): SpecOf[K];
+  references(spec: SpecOf[K]): Reference[];
+  ifnames(spec: SpecOf[K]): IfnameClaim[];
+  addresses(spec: SpecOf[K]): AddressClaim[];
+}
+
+function namespaceRef(namespace: string, field: string): Reference[] {
+  return namespace === HOST_NAMESPACE ? [] : [{ kind: 'namespaces', name: namespace, field }];
+}
+
+function checkNamespaceField(v: Violations, field: string, value: unknown): string {
+  const ns = optString(v, field, value);
+  if (ns !== HOST_NAMESPACE) checkResourceName(v, field, ns);
+  return ns;
+}
+
+function addressClaims(addresses: string[], namespace: string, bridge: string, field: string): AddressClaim[] {
+  return addresses.flatMap((a, i) => {
+    const ip = addressIp(a);
+    const f = `${field}[${i}]`;
+    const claims: AddressClaim[] = [{ scope: `netns:${namespace}`, ip, field: f }];
+    if (bridge !== '') claims.push({ scope: `l2:${bridge}`, ip, field: f });
+    return claims;
+  });
+}
+
+const namespaceRules: KindRules<'namespaces'> = {
+  fields: [],
+  immutable: [],
+  normalize: () => ({}),
+  references: () => [],
+  ifnames: () => [],
+  addresses: () => [],
+};
+
+const bridgeRules: KindRules<'bridges'> = {
+  fields: ['namespace', 'ifname', 'mtu', 'mac', 'addresses', 'vlanFiltering'],
+  immutable: ['namespace', 'ifname'],
+  normalize(v, name, input): BridgeSpec {
+    const namespace = checkNamespaceField(v, 'namespace', input.namespace);
+    const given = optString(v, 'ifname', input.ifname);
+    let ifname = given;
+    if (given === '') {
+      ifname = name;
+      if (Buffer.byteLength(name) > 15) {
+        v.add('ifname', `defaults to the name "${name}", which is longer than 15 bytes; set ifname`);
+      }
+    } else {
+      checkIfname(v, 'ifname', given);
+    }
+    const mac = checkMac(v, 'mac', input.mac);
+    return {
+      namespace,
+      ifname,
+      mtu: checkMtu(v, 'mtu', input.mtu),
+      mac: mac === '' ? derivedMac(`netkeep:bridges/${name}`) : mac,
+      addresses: checkInterfaceAddresses(v, 'addresses', input.addresses),
+      vlanFiltering: checkBool(v, 'vlanFiltering', input.vlanFiltering),
+    };
+  },
+  references: (s) => namespaceRef(s.namespace, 'namespace'),
+  ifnames: (s) => [{ namespace: s.namespace, ifname: s.ifname, field: 'ifname' }],
+  addresses: (s) => addressClaims(s.addresses, s.namespace, '', 'addresses'),
+};
+
+const VETH_END_FIELDS = ['ifname', 'namespace', 'bridge', 'addresses', 'mac'] as const;
+
+function normalizeVethEnd(v: Violations, field: string, value: unknown): VethEnd {
+  if (value === undefined || value === null) {
+    v.add(field, 'is required');
+  }
+  const input = checkObject(v, field, value);
+  checkUnknownFields(v, field, input, VETH_END_FIELDS);
+  const bridge = optString(v, `${field}.bridge`, input.bridge);
+  if (bridge !== '') checkResourceName(v, `${field}.bridge`, bridge);
+  return {
+    ifname: checkIfname(v, `${field}.ifname`, input.ifname),
+    namespace: checkNamespaceField(v, `${field}.namespace`, input.namespace),
+    bridge,
+    addresses: checkInterfaceAddresses(v, `${field}.addresses`, input.addresses),
+    mac: checkMac(v, `${field}.mac`, input.mac),
+  };
+}
+
+const vethRules: KindRules<'veths'> = {
+  fields: ['mtu', 'a', 'b'],
+  immutable: ['a.ifname', 'a.namespace', 'b.ifname', 'b.namespace'],
+  normalize(v, _name, input): VethSpec {
+    const spec: VethSpec = {
+      mtu: checkMtu(v, 'mtu', input.mtu),
+      a: normalizeVethEnd(v, 'a', input.a),
+      b: normalizeVethEnd(v, 'b', input.b),
+    };
+    if (spec.a.ifname !== '' && spec.a.namespace === spec.b.namespace && spec.a.ifname === spec.b.ifname) {
+      v.add('b.ifname', `both ends are named "${spec.a.ifname}" in the same namespace`);
+    }
+    return spec;
+  },
+  references: (s) =>
+    (['a', 'b'] as const).flatMap((end) => [
+      ...namespaceRef(s[end].namespace, `${end}.namespace`),
+      ...(s[end].bridge === '' ? [] : [{ kind: 'bridges' as const, name: s[end].bridge, field: `${end}.bridge` }]),
+    ]),
+  ifnames: (s) =>
+    (['a', 'b'] as const).map((end) => ({ namespace: s[end].namespace, ifname: s[end].ifname, field: `${end}.ifname` })),
+  addresses: (s) =>
+    (['a', 'b'] as const).flatMap((end) =>
+      addressClaims(s[end].addresses, s[end].namespace, s[end].bridge, `${end}.addresses`),
+    ),
+};
+
+const routeRules: KindRules<'routes'> = {
+  fields: ['namespace', 'destination', 'via', 'device', 'metric'],
+  immutable: ['namespace', 'destination'],
+  normalize(v, _name, input): RouteSpec {
+    const namespace = checkNamespaceField(v, 'namespace', input.namespace);
+    const destText = optString(v, 'destination', input.destination);
+    let destination = destText;
+    let family: 4 | 6 | 0 = 0;
+    if (destText === '') {
+      v.add('destination', 'is required: a network like 10.60.0.0/16, or "default"');
+    } else if (destText !== 'default') {
+      const dst = parseCidr(destText);
+      if (!dst) {
+        v.add('destination', `"${destText}" is not a network in CIDR form, like 10.60.0.0/16, or "default"`);
+      } else if (!dst.isNetwork) {
+        v.add('destination', `${destText} has host bits set; the network is written with them clear`);
+      } else {
+        destination = dst.text;
+        family = dst.family;
+      }
+    }
+    const viaText = optString(v, 'via', input.via);
+    let via = viaText;
+    if (viaText !== '') {
+      const gw = parseIp(viaText);
+      if (!gw) v.add('via', `"${viaText}" is not an IP address`);
+      else if (family !== 0 && gw.family !== family) v.add('via', `is IPv${gw.family} but destination is IPv${family}`);
+      else via = gw.address;
+    }
+    const deviceText = optString(v, 'device', input.device);
+    if (deviceText !== '') checkIfname(v, 'device', deviceText);
+    if (viaText === '' && deviceText === '') v.add('via', 'a route needs a gateway (via), a device, or both');
+    return { namespace, destination, via, device: deviceText, metric: checkUint32(v, 'metric', input.metric) };
+  },
+  references: (s) => namespaceRef(s.namespace, 'namespace'),
+  ifnames: () => [],
+  addresses: () => [],
+};
+
+/** The rules of every kind. */
+export const RULES: { [K in Kind]: KindRules<K> } = {
+  namespaces: namespaceRules,
+  bridges: bridgeRules,
+  veths: vethRules,
+  routes: routeRules,
+};
+
+/**
+ * The family of a route: 6 for an IPv6 destination or gateway, else 4.
+ * `default` takes the gateway's family (a default route with only a device is IPv4).
+ */
+export function routeFamily(spec: RouteSpec): 4 | 6 {
+  if (spec.destination !== 'default') return spec.destination.includes(':') ? 6 : 4;
+  return spec.via.includes(':') ? 6 : 4;
+}
