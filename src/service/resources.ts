@@ -1,0 +1,266 @@
+/**
+ * The use cases of every kind: validate → one store transaction → trigger the
+ * reconciler → return the resource. Knows nothing of HTTP, gRPC or the kernel.
+ */
+import {
+  AbortedError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+} from '../domain/errors.js';
+import { RULES } from '../domain/rules.js';
+import { KIND_SINGULAR, pendingStatus, type Kind, type Resource, type SpecOf } from '../domain/types.js';
+import { Violations, checkLabels, checkResourceName, checkUnknownFields } from '../domain/validate.js';
+import type { Claims, Store } from '../store/index.js';
+import type { ListOptions, ListResult, ResourceService, WriteOptions } from './types.js';
+
+/** Fields of the API form that the server maintains; accepted on input and ignored. */
+const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
+
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+
+export interface ServiceHooks {
+  /** Called after every committed write of intent; the reconciler coalesces these. */
+  onChange(): void;
+  /** Readiness of the daemon (first reconcile pass done, not draining). */
+  ready(): boolean;
+}
+
+/** RFC 7396 JSON merge patch: objects merge key by key, `null` deletes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as object) } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
+  }
+  return out;
+}
+
+function valueAt(obj: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+function ref(kind: Kind, name: string): string {
+  return `${kind}/${name}`;
+}
+
+function encodePageToken(kind: Kind, after: string): string {
+  return Buffer.from(JSON.stringify({ k: kind, a: after })).toString('base64url');
+}
+
+function decodePageToken(kind: Kind, token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { k?: unknown; a?: unknown };
+    if (parsed.k === kind && typeof parsed.a === 'string') return parsed.a;
+  } catch {
+    /* fall through */
+  }
+  throw InvalidArgumentError.field('pageToken', 'is not a token from a previous page of this list');
+}
+
+export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
+  constructor(
+    readonly kind: K,
+    private readonly store: Store,
+    private readonly hooks: ServiceHooks,
+  ) {}
+
+  private get rules() {
+    return RULES[this.kind];
+  }
+
+  create(input: Record<string, unknown>, opts: WriteOptions = {}): Resource<K> {
+    const v = new Violations();
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      throw InvalidArgumentError.field(KIND_SINGULAR[this.kind], 'must be an object');
+    }
+    checkUnknownFields(v, '', input, ['name', 'labels', ...READ_ONLY_FIELDS, ...this.rules.fields]);
+    const name = checkResourceName(v, 'name', input.name);
+    const labels = checkLabels(v, 'labels', input.labels);
+    const spec = this.rules.normalize(v, name, input);
+    v.throwIfAny();
+
+    const now = new Date().toISOString();
+    const result = this.store.transaction(() => {
+      if (this.store.get(this.kind, name)) {
+        throw new AlreadyExistsError(`${ref(this.kind, name)} already exists`, [
+          { field: 'name', description: `${ref(this.kind, name)} already exists` },
+        ]);
+      }
+      const claims = this.checkClaims(name, spec);
+      const revision = opts.validateOnly ? this.store.revision() + 1 : this.store.bumpRevision();
+      const resource: Resource<K> = {
+        kind: this.kind,
+        name,
+        labels,
+        spec,
+        generation: 1,
+        etag: etagOf(revision),
+        createTime: now,
+        updateTime: now,
+        status: pendingStatus(this.kind),
+      };
+      if (!opts.validateOnly) this.store.insert(resource, claims);
+      return resource;
+    });
+    if (!opts.validateOnly) this.hooks.onChange();
+    return result;
+  }
+
+  get(name: string): Resource<K> {
+    const r = this.store.get(this.kind, name);
+    if (!r) throw new NotFoundError(this.kind, name);
+    return r;
+  }
+
+  list(opts: ListOptions = {}): ListResult<K> {
+    const size = opts.pageSize ?? 0;
+    if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
+      throw InvalidArgumentError.field('pageSize', `must be between 0 and ${MAX_PAGE_SIZE}`);
+    }
+    const limit = size === 0 ? DEFAULT_PAGE_SIZE : size;
+    const after = opts.pageToken ? decodePageToken(this.kind, opts.pageToken) : '';
+    const rows = this.store.page(this.kind, after, limit + 1);
+    const items = rows.slice(0, limit);
+    const nextPageToken = rows.length > limit ? encodePageToken(this.kind, items[items.length - 1]!.name) : '';
+    return { items, nextPageToken };
+  }
+
+  update(name: string, patch: Record<string, unknown>, opts: WriteOptions = {}): Resource<K> {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+      throw InvalidArgumentError.field(KIND_SINGULAR[this.kind], 'a patch must be a JSON object');
+    }
+    const result = this.store.transaction(() => {
+      const current = this.get(name);
+      checkEtag(current, opts.etag);
+      const v = new Violations();
+      checkUnknownFields(v, '', patch, ['name', 'labels', ...READ_ONLY_FIELDS, ...this.rules.fields]);
+      if ('name' in patch && patch.name !== name) v.add('name', 'is immutable: it is the resource id');
+      const editable = Object.fromEntries(
+        Object.entries(patch).filter(([k]) => k !== 'name' && !READ_ONLY_FIELDS.includes(k)),
+      );
+      const merged = mergePatch({ labels: current.labels, ...structuredClone(current.spec) }, editable) as Record<
+        string,
+        unknown
+      >;
+      const labels = checkLabels(v, 'labels', merged.labels);
+      const spec = this.rules.normalize(v, name, merged);
+      for (const path of this.rules.immutable) {
+        if (JSON.stringify(valueAt(spec, path)) !== JSON.stringify(valueAt(current.spec, path))) {
+          v.add(path, `is immutable: delete and re-create the ${KIND_SINGULAR[this.kind]} to change it`);
+        }
+      }
+      v.throwIfAny();
+
+      const specChanged = JSON.stringify(spec) !== JSON.stringify(current.spec);
+      const labelsChanged = JSON.stringify(labels) !== JSON.stringify(current.labels);
+      if (!specChanged && !labelsChanged) return { resource: current, changed: false };
+      const claims = this.checkClaims(name, spec);
+      const revision = opts.validateOnly ? this.store.revision() + 1 : this.store.bumpRevision();
+      const next: Resource<K> = {
+        ...current,
+        labels,
+        spec,
+        generation: specChanged ? current.generation + 1 : current.generation,
+        etag: etagOf(revision),
+        updateTime: new Date().toISOString(),
+        status: specChanged ? { ...current.status, state: 'PENDING', message: '' } : current.status,
+      };
+      if (!opts.validateOnly) this.store.replace(next, claims);
+      return { resource: next, changed: !opts.validateOnly };
+    });
+    if (result.changed) this.hooks.onChange();
+    return result.resource;
+  }
+
+  delete(name: string, opts: WriteOptions = {}): void {
+    this.store.transaction(() => {
+      const current = this.get(name);
+      checkEtag(current, opts.etag);
+      const dependents = this.store.dependents(this.kind, name);
+      if (dependents.length > 0) {
+        const names = [...new Set(dependents.map((d) => ref(d.kind, d.name)))];
+        throw new FailedPreconditionError(
+          `${ref(this.kind, name)} is still used by ${dependents.map((d) => `${ref(d.kind, d.name)} (${d.field})`).join(', ')}; delete those first`,
+          names,
+        );
+      }
+      if (opts.validateOnly) return;
+      this.store.delete(this.kind, name);
+      this.store.bumpRevision();
+    });
+    if (!opts.validateOnly) this.hooks.onChange();
+  }
+
+  /**
+   * Checks, inside the write transaction, that every resource the spec refers
+   * to exists and that no other resource holds its ifnames or addresses.
+   */
+  private checkClaims(name: string, spec: SpecOf[K]): Claims {
+    const claims: Claims = {
+      references: this.rules.references(spec),
+      ifnames: this.rules.ifnames(spec),
+      addresses: this.rules.addresses(spec),
+    };
+    for (const r of claims.references) {
+      const target = this.store.get(r.kind, r.name);
+      if (!target) throw new NotFoundError(r.kind, r.name, r.field);
+      if (r.kind === 'bridges') this.checkBridgeNamespace(r.field, spec, target as Resource<'bridges'>);
+    }
+    const mine = (o: { kind: Kind; name: string } | undefined) => !o || (o.kind === this.kind && o.name === name);
+    for (const c of claims.ifnames) {
+      const owner = this.store.ifnameOwner(c.namespace, c.ifname);
+      if (!mine(owner)) {
+        throw new AlreadyExistsError(`${c.field}: ${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)}`, [
+          { field: c.field, description: `${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)} (${owner!.field})` },
+        ]);
+      }
+    }
+    for (const c of claims.addresses) {
+      const owner = this.store.addressOwner(c.scope, c.ip);
+      if (!mine(owner)) {
+        const where = c.scope.startsWith('l2:') ? `on bridge ${c.scope.slice(3)}` : `in ${describeNamespace(c.scope.slice(6))}`;
+        throw new AlreadyExistsError(`${c.field}: ${c.ip} is already used ${where} by ${ref(owner!.kind, owner!.name)}`, [
+          { field: c.field, description: `${c.ip} is already used ${where} by ${ref(owner!.kind, owner!.name)} (${owner!.field})` },
+        ]);
+      }
+    }
+    return claims;
+  }
+
+  /** A veth end may only join a bridge in its own namespace. */
+  private checkBridgeNamespace(field: string, spec: SpecOf[K], bridge: Resource<'bridges'>): void {
+    const end = (spec as SpecOf['veths'])[field.startsWith('a.') ? 'a' : 'b'];
+    if (end.namespace !== bridge.spec.namespace) {
+      throw InvalidArgumentError.field(
+        field,
+        `bridge ${bridge.name} is in ${describeNamespace(bridge.spec.namespace)}, but this end is in ${describeNamespace(end.namespace)}`,
+      );
+    }
+  }
+}
+
+function describeNamespace(ns: string): string {
+  return ns === '' ? 'the host namespace' : `namespace ${ns}`;
+}
+
+function describeIfname(ns: string, ifname: string): string {
+  return `interface name ${ifname} in ${describeNamespace(ns)}`;
+}
+
+/** Etags are opaque: the store revision of the last write, in base 36. */
+function etagOf(revision: number): string {
+  return revision.toString(36);
+}
+
+function checkEtag(current: Resource, etag: string | undefined): void {
+  if (etag !== undefined && etag !== '' && etag !== current.etag) {
+    throw new AbortedError(
+      `${ref(current.kind, current.name)} has etag ${current.etag}, not ${etag}: it changed since it was read`,
+    );
+  }
+}
