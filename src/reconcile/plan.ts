@@ -1,0 +1,292 @@
+/**
+ * The plan: a pure diff of desired against observed state, rendered as the
+ * `ip -batch` lines that make the kernel match, one batch per network
+ * namespace, in the order DESIGN.md §3 gives (namespaces → bridges → veths →
+ * addresses → routes; deletes in reverse).
+ *
+ * Ownership (DESIGN.md §3): a link is ours only when its alias says so, a
+ * route only when its protocol is ROUTE_PROTOCOL, a netns only when its `lo`
+ * carries our alias. Anything else that holds a name we want blocks that
+ * resource (it ends FAILED) and is never changed.
+ */
+import { HOST_NAMESPACE, ownerAlias } from '../domain/types.js';
+import {
+  ROUTE_PROTOCOL,
+  type BatchLine,
+  type ObservedLink,
+  type ObservedNetns,
+  type ObservedRoute,
+} from '../kernel/ip/types.js';
+import { sortNetns, type DesiredLink, type DesiredRoute, type DesiredState, type OwnerRef } from './desired.js';
+
+export interface ObservedState {
+  /** Names under /run/netns. */
+  netns: Set<string>;
+  /** Links and routes of the host ("") and of every netns that could be read. */
+  byNetns: Map<string, ObservedNetns>;
+}
+
+export interface Batch {
+  netns: string;
+  lines: BatchLine[];
+}
+
+export interface Plan {
+  /** In run order: the host, then namespaces by name, then (if any) the host's `netns del` batch. */
+  batches: Batch[];
+  /** Resources that cannot be reconciled, with the reason (a foreign object holds a name). */
+  blocked: Map<OwnerRef, string>;
+}
+
+const ALIAS_PREFIX = 'netkeep:';
+const PROTO = String(ROUTE_PROTOCOL);
+
+/** Steps inside one namespace's batch, in the order they run. */
+enum Step {
+  NetnsAdd,
+  RouteDel,
+  LinkDel,
+  BridgeAdd,
+  VethAdd,
+  LinkSet,
+  AddrDel,
+  AddrAdd,
+  RouteAdd,
+}
+
+class BatchBuilder {
+  private readonly lines: { step: Step; seq: number; line: BatchLine }[] = [];
+
+  add(step: Step, owner: OwnerRef, args: (string | number)[]): void {
+    this.lines.push({ step, seq: this.lines.length, line: { owner, args: args.map(String) } });
+  }
+
+  build(): BatchLine[] {
+    return this.lines.sort((x, y) => x.step - y.step || x.seq - y.seq).map((l) => l.line);
+  }
+}
+
+function describeNetns(netns: string): string {
+  return netns === HOST_NAMESPACE ? 'the host namespace' : `namespace ${netns}`;
+}
+
+/** The end of a veth pair that creates it: the one whose netns runs first (end a when both share one). */
+function isCreator(link: DesiredLink): boolean {
+  const peer = link.peer!;
+  if (peer.netns === link.netns) return link.end === 'a';
+  return sortNetns([link.netns, peer.netns])[0] === link.netns;
+}
+
+/** Route destination as `ip route` takes it: an IPv6 "default" is written ::/0 (a batch line cannot say -6). */
+function routeDst(family: 4 | 6, destination: string): string {
+  return destination === 'default' && family === 6 ? '::/0' : destination;
+}
+
+function routeArgs(r: { family: 4 | 6; destination: string; via: string; device: string; metric: number }): string[] {
+  const args = [routeDst(r.family, r.destination)];
+  if (r.via !== '') args.push('via', r.via);
+  if (r.device !== '') args.push('dev', r.device);
+  args.push('metric', String(r.metric), 'proto', PROTO);
+  return args;
+}
+
+function ownerFromAlias(alias: string): OwnerRef {
+  return alias.slice(ALIAS_PREFIX.length) as OwnerRef;
+}
+
+/** Addresses the kernel adds by itself (IPv6 link-local) are never ours to remove. */
+function isManagedAddressScope(scope: string): boolean {
+  return scope !== 'link' && scope !== 'host';
+}
+
+/**
+ * Computes the batches that turn `observed` into `desired`. Pure: the same
+ * inputs give the same plan, and a converged kernel gives no lines at all.
+ */
+export function plan(desired: DesiredState, observed: ObservedState): Plan {
+  const blocked = new Map<OwnerRef, string>();
+  const builders = new Map<string, BatchBuilder>();
+  const builder = (netns: string) => {
+    let b = builders.get(netns);
+    if (!b) builders.set(netns, (b = new BatchBuilder()));
+    return b;
+  };
+  const host = builder(HOST_NAMESPACE);
+  const cleanup = new BatchBuilder();
+  let cleanupLines = 0;
+
+  // Namespaces. `writable` holds every netns we may write into this pass.
+  const writable = new Set<string>([HOST_NAMESPACE]);
+  for (const [netns, owner] of desired.namespaces) {
+    const alias = ownerAlias('namespaces', netns);
+    const state = observed.byNetns.get(netns);
+    if (!observed.netns.has(netns) || !state) {
+      if (observed.netns.has(netns)) {
+        blocked.set(owner, `/run/netns/${netns} exists but cannot be read; netkeep leaves it alone`);
+        continue;
+      }
+      host.add(Step.NetnsAdd, owner, ['netns', 'add', netns]);
+      builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'lo', 'alias', alias, 'up']);
+      writable.add(netns);
+      continue;
+    }
+    const lo = state.links.find((l) => l.ifname === 'lo');
+    if (lo?.alias !== alias) {
+      blocked.set(
+        owner,
+        `a network namespace named ${netns} that netkeep did not create exists (/run/netns/${netns}); netkeep leaves it alone`,
+      );
+      continue;
+    }
+    writable.add(netns);
+    if (!lo.up) builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'lo', 'up']);
+  }
+  // Our namespaces that are no longer wanted: deleted last, after every other batch.
+  for (const netns of [...observed.netns].sort()) {
+    if (desired.namespaces.has(netns)) continue;
+    const lo = observed.byNetns.get(netns)?.links.find((l) => l.ifname === 'lo');
+    if (lo?.alias === ownerAlias('namespaces', netns)) {
+      cleanup.add(Step.NetnsAdd, ownerFromAlias(lo.alias), ['netns', 'del', netns]);
+      cleanupLines++;
+    }
+  }
+
+  // Links.
+  const blockNetns = (owner: OwnerRef, netns: string) =>
+    blocked.set(owner, `${describeNetns(netns)} is not ready: it is not a namespace netkeep manages`);
+  for (const link of desired.links) {
+    if (!writable.has(link.netns)) {
+      blockNetns(link.owner, link.netns);
+      continue;
+    }
+    if (link.peer && !writable.has(link.peer.netns)) {
+      blockNetns(link.owner, link.peer.netns);
+      continue;
+    }
+    if (link.masterOwner && blocked.has(link.masterOwner)) {
+      blocked.set(link.owner, `${link.masterOwner} is not ready: ${blocked.get(link.masterOwner)}`);
+      continue;
+    }
+    const obs = observed.byNetns.get(link.netns)?.links.find((l) => l.ifname === link.ifname);
+    if (obs && obs.alias !== link.alias) {
+      const what = obs.alias === '' ? 'no netkeep alias' : `alias "${obs.alias}"`;
+      blocked.set(
+        link.owner,
+        `${describeNetns(link.netns)} already has an interface ${link.ifname} (${obs.kind || 'device'}, ${what}) that netkeep did not create; it is left alone`,
+      );
+    }
+  }
+  for (const link of desired.links) {
+    if (blocked.has(link.owner)) continue;
+    const b = builder(link.netns);
+    const obs = observed.byNetns.get(link.netns)?.links.find((l) => l.ifname === link.ifname);
+    const peerObs = link.peer
+      ? observed.byNetns.get(link.peer.netns)?.links.find((l) => l.ifname === link.peer!.ifname)
+      : undefined;
+    const needsCreate = !obs || (link.type === 'veth' && !peerObs);
+    if (needsCreate) {
+      if (link.type === 'bridge') {
+        const args: (string | number)[] = ['link', 'add', link.ifname];
+        if (link.mtu) args.push('mtu', link.mtu);
+        if (link.mac) args.push('address', link.mac);
+        args.push('type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0);
+        b.add(Step.BridgeAdd, link.owner, args);
+      } else if (isCreator(link)) {
+        // A half-present pair (one end moved or renamed by hand): remove what is left of ours first.
+        if (obs) b.add(Step.LinkDel, link.owner, ['link', 'del', link.ifname]);
+        const peer = link.peer!;
+        const args: (string | number)[] = ['link', 'add', link.ifname];
+        if (link.mac) args.push('address', link.mac);
+        args.push('mtu', link.mtu, 'type', 'veth', 'peer', 'name', peer.ifname);
+        if (peer.netns !== link.netns) args.push('netns', peer.netns);
+        args.push('mtu', link.mtu);
+        if (peer.mac) args.push('address', peer.mac);
+        b.add(Step.VethAdd, link.owner, args);
+      }
+      const set: (string | number)[] = ['link', 'set', link.ifname, 'alias', link.alias];
+      if (link.master) set.push('master', link.master);
+      set.push('up');
+      b.add(Step.LinkSet, link.owner, set);
+      for (const a of link.addresses) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname]);
+      continue;
+    }
+    diffLink(b, link, obs);
+  }
+
+  // Our links that are no longer wanted. A veth pair goes with one `link del`.
+  const wanted = new Set(desired.links.map((l) => `${l.netns}\0${l.ifname}\0${l.alias}`));
+  const deletedAliases = new Set<string>();
+  for (const netns of sortNetns([...writable])) {
+    for (const l of observed.byNetns.get(netns)?.links ?? []) {
+      if (!l.alias.startsWith(ALIAS_PREFIX) || l.ifname === 'lo') continue;
+      if (wanted.has(`${netns}\0${l.ifname}\0${l.alias}`)) continue;
+      if (l.kind === 'veth' && deletedAliases.has(l.alias)) continue;
+      deletedAliases.add(l.alias);
+      builder(netns).add(Step.LinkDel, ownerFromAlias(l.alias), ['link', 'del', l.ifname]);
+    }
+  }
+
+  // Routes.
+  for (const r of desired.routes) {
+    if (!writable.has(r.netns)) {
+      blockNetns(r.owner, r.netns);
+      continue;
+    }
+    const obs = observed.byNetns.get(r.netns)?.routes.find((o) => sameRouteKey(o, r));
+    if (obs && obs.protocol !== PROTO) {
+      blocked.set(
+        r.owner,
+        `${describeNetns(r.netns)} already has a route to ${r.destination} (metric ${r.metric}, proto ${obs.protocol}) that netkeep did not make; it is left alone`,
+      );
+      continue;
+    }
+    if (!obs) builder(r.netns).add(Step.RouteAdd, r.owner, ['route', 'add', ...routeArgs(r)]);
+    else if (obs.via !== r.via || (r.device !== '' && obs.device !== r.device)) {
+      builder(r.netns).add(Step.RouteAdd, r.owner, ['route', 'replace', ...routeArgs(r)]);
+    }
+  }
+  for (const netns of writable) {
+    for (const o of observed.byNetns.get(netns)?.routes ?? []) {
+      if (o.protocol !== PROTO) continue;
+      if (desired.routes.some((r) => r.netns === netns && sameRouteKey(o, r))) continue;
+      builder(netns).add(Step.RouteDel, 'routes/unknown' as OwnerRef, ['route', 'del', ...routeArgs(o)]);
+    }
+  }
+
+  const batches: Batch[] = [];
+  for (const netns of sortNetns([...builders.keys()])) {
+    const lines = builders.get(netns)!.build();
+    if (lines.length > 0) batches.push({ netns, lines });
+  }
+  if (cleanupLines > 0) batches.push({ netns: HOST_NAMESPACE, lines: cleanup.build() });
+  return { batches, blocked };
+}
+
+/** The kernel's key for a route in one table: family, destination and priority. */
+function sameRouteKey(o: ObservedRoute, r: DesiredRoute): boolean {
+  return o.family === r.family && o.destination === r.destination && o.metric === r.metric;
+}
+
+/** Lines that bring an existing link of ours to the desired settings. */
+function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink): void {
+  const set: (string | number)[] = [];
+  if (link.mtu && obs.mtu !== link.mtu) set.push('mtu', link.mtu);
+  if (link.mac && obs.mac !== link.mac) set.push('address', link.mac);
+  if (obs.master !== link.master) set.push(...(link.master ? ['master', link.master] : ['nomaster']));
+  if (!obs.up) set.push('up');
+  if (set.length > 0) b.add(Step.LinkSet, link.owner, ['link', 'set', link.ifname, ...set]);
+  if (link.type === 'bridge' && obs.vlanFiltering !== link.vlanFiltering) {
+    b.add(Step.LinkSet, link.owner, ['link', 'set', link.ifname, 'type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0]);
+  }
+  const have = new Set(obs.addresses.map((a) => `${a.address}/${a.prefixLength}`));
+  const want = new Set(link.addresses);
+  for (const a of obs.addresses) {
+    const text = `${a.address}/${a.prefixLength}`;
+    if (!want.has(text) && isManagedAddressScope(a.scope)) {
+      b.add(Step.AddrDel, link.owner, ['addr', 'del', text, 'dev', link.ifname]);
+    }
+  }
+  for (const a of link.addresses) {
+    if (!have.has(a)) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname]);
+  }
+}

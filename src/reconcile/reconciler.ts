@@ -1,0 +1,186 @@
+/**
+ * One reconcile pass: desired (store) → observed (kernel reads) → plan (pure
+ * diff) → apply (one `ip -batch` per namespace) → status per resource.
+ */
+import type { Logger } from 'pino';
+import { HOST_NAMESPACE, KINDS, type Kind, type LinkStatus, type Resource, type State, type StatusOf } from '../domain/types.js';
+import type { BatchFailure, IpClient, ObservedLink, ObservedNetns } from '../kernel/ip/types.js';
+import type { Store } from '../store/index.js';
+import { buildDesired, ownerRef, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
+import { plan, type ObservedState, type Plan } from './plan.js';
+
+/** What one pass did. */
+export interface PassResult {
+  /** Lines written to the kernel (0 for a pass that found nothing to change). */
+  lines: number;
+  failures: number;
+  /** Resources not READY after the pass. */
+  notReady: number;
+  durationMs: number;
+}
+
+/** How many namespaces are read at once. */
+const OBSERVE_CONCURRENCY = 8;
+
+type Snapshot = { [K in Kind]: Resource<K>[] };
+
+export class Reconciler {
+  private observed: ObservedState | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly ip: IpClient,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Who holds `ifname` in `netns` in the last observed state, when it is not
+   * netkeep: lets the API refuse a name a foreign link holds (DESIGN.md §3).
+   * Returns a description, or undefined when the name is free or ours.
+   */
+  foreignLink(netns: string, ifname: string): string | undefined {
+    const link = this.observed?.byNetns.get(netns)?.links.find((l) => l.ifname === ifname);
+    if (!link || link.alias.startsWith('netkeep:')) return undefined;
+    return `a ${link.kind || 'network'} interface ${ifname} that netkeep did not create exists there (ifindex ${link.ifindex})`;
+  }
+
+  /** True when /run/netns/<name> exists and netkeep did not create it. */
+  foreignNetns(name: string): boolean {
+    if (!this.observed?.netns.has(name)) return false;
+    const lo = this.observed.byNetns.get(name)?.links.find((l) => l.ifname === 'lo');
+    return lo?.alias !== `netkeep:namespaces/${name}`;
+  }
+
+  async pass(): Promise<PassResult> {
+    const started = performance.now();
+    const snapshot = this.store.transaction(
+      () => Object.fromEntries(KINDS.map((k) => [k, this.store.all(k)])) as unknown as Snapshot,
+    );
+    const desired = buildDesired(snapshot);
+    const before = await this.observe(desired);
+    const first = plan(desired, before);
+
+    const failures: (BatchFailure & { netns: string; args: string[] })[] = [];
+    let check: Plan = first;
+    let after = before;
+    if (first.batches.length > 0) {
+      for (const batch of first.batches) {
+        const failed = await this.ip.batch(batch.netns, batch.lines);
+        for (const f of failed) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
+      }
+      after = await this.observe(desired);
+      check = plan(desired, after);
+    }
+    this.observed = after;
+
+    const notReady = this.writeStatuses(snapshot, after, check, failures);
+    const lines = first.batches.reduce((n, b) => n + b.lines.length, 0);
+    const durationMs = Math.round(performance.now() - started);
+    if (lines > 0) {
+      this.log.info(
+        {
+          lines,
+          namespaces: [...new Set(first.batches.map((b) => b.netns || 'host'))],
+          failures: failures.length,
+          notReady,
+          durationMs,
+        },
+        'reconcile pass changed the kernel',
+      );
+    }
+    for (const f of failures) {
+      this.log.warn(
+        { resource: f.owner, netns: f.netns || 'host', command: `ip ${f.args.join(' ')}`, error: f.message },
+        'kernel write failed',
+      );
+    }
+    return { lines, failures: failures.length, notReady, durationMs };
+  }
+
+  /** Reads /run/netns and every namespace the pass may touch, a bounded number at a time. */
+  private async observe(desired: DesiredState): Promise<ObservedState> {
+    const netns = new Set(await this.ip.listNetns());
+    const wanted = sortNetns([HOST_NAMESPACE, ...netns]);
+    const byNetns = new Map<string, ObservedNetns>();
+    let next = 0;
+    const worker = async () => {
+      while (next < wanted.length) {
+        const name = wanted[next++]!;
+        try {
+          byNetns.set(name, await this.ip.observe(name));
+        } catch (err) {
+          // A namespace deleted between the listing and the read is simply absent.
+          if (name === HOST_NAMESPACE) throw err;
+          if (!desired.namespaces.has(name)) continue;
+          this.log.warn({ netns: name, err }, 'cannot read network namespace');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(OBSERVE_CONCURRENCY, wanted.length) }, worker));
+    return { netns, byNetns };
+  }
+
+  /** Writes every resource's status in one transaction; returns how many are not READY. */
+  private writeStatuses(
+    snapshot: Snapshot,
+    observed: ObservedState,
+    remaining: Plan,
+    failures: (BatchFailure & { args: string[] })[],
+  ): number {
+    const now = new Date().toISOString();
+    const pending = new Map<OwnerRef, string[]>();
+    for (const b of remaining.batches) {
+      for (const l of b.lines) {
+        const list = pending.get(l.owner as OwnerRef) ?? [];
+        list.push(`ip ${b.netns ? `-n ${b.netns} ` : ''}${l.args.join(' ')}`);
+        pending.set(l.owner as OwnerRef, list);
+      }
+    }
+    const failed = new Map<string, string>();
+    for (const f of failures) {
+      if (!failed.has(f.owner)) failed.set(f.owner, `ip ${f.args.join(' ')}: ${f.message}`);
+    }
+    const findLink = (netns: string, ifname: string): ObservedLink | undefined =>
+      observed.byNetns.get(netns)?.links.find((l) => l.ifname === ifname);
+    const linkStatus = (netns: string, ifname: string): LinkStatus => {
+      const l = findLink(netns, ifname);
+      return { ifindex: l?.ifindex ?? 0, mac: l?.mac ?? '' };
+    };
+
+    let notReady = 0;
+    this.store.transaction(() => {
+      for (const kind of KINDS) {
+        for (const r of snapshot[kind] as Resource[]) {
+          const owner = ownerRef(kind, r.name);
+          let state: State = 'READY';
+          let message = '';
+          const blockedWhy = remaining.blocked.get(owner);
+          const failedWhy = failed.get(owner);
+          const waiting = pending.get(owner);
+          if (blockedWhy) [state, message] = ['FAILED', blockedWhy];
+          else if (failedWhy && waiting) [state, message] = ['FAILED', failedWhy];
+          else if (waiting) [state, message] = ['PENDING', `waiting for: ${waiting[0]}`];
+          if (state !== 'READY') notReady++;
+          const base = { state, message, observedGeneration: r.generation, lastReconcileTime: now };
+          let status: StatusOf[Kind] = base;
+          if (kind === 'bridges') {
+            const b = r as Resource<'bridges'>;
+            status = { ...base, ...linkStatus(b.spec.namespace, b.spec.ifname) };
+          } else if (kind === 'veths') {
+            const v = r as Resource<'veths'>;
+            status = {
+              ...base,
+              a: linkStatus(v.spec.a.namespace, v.spec.a.ifname),
+              b: linkStatus(v.spec.b.namespace, v.spec.b.ifname),
+            };
+          }
+          if (state === 'FAILED' && (r.status.state !== 'FAILED' || r.status.message !== message)) {
+            this.log.warn({ resource: owner, reason: message }, 'resource failed to reconcile');
+          }
+          this.store.setStatus(kind, r.name, status);
+        }
+      }
+    });
+    return notReady;
+  }
+}
