@@ -66,7 +66,7 @@ export interface KindRules<K extends Kind> {
   normalize(v: Violations, name: string, input: Record<string, unknown>): SpecOf[K];
   references(spec: SpecOf[K]): Reference[];
   ifnames(spec: SpecOf[K]): IfnameClaim[];
-  addresses(spec: SpecOf[K]): AddressClaim[];
+  addresses(spec: SpecOf[K], name: string): AddressClaim[];
 }
 
 function namespaceRef(namespace: string, field: string): Reference[] {
@@ -79,13 +79,14 @@ function checkNamespaceField(v: Violations, field: string, value: unknown): stri
   return ns;
 }
 
-function addressClaims(addresses: string[], namespace: string, bridge: string, field: string): AddressClaim[] {
+function addressClaims(addresses: string[], namespace: string, segments: string[], field: string): AddressClaim[] {
   return addresses.flatMap((a, i) => {
     const ip = addressIp(a);
     const f = `${field}[${i}]`;
-    const claims: AddressClaim[] = [{ scope: `netns:${namespace}`, ip, field: f }];
-    if (bridge !== '') claims.push({ scope: `l2:${bridge}`, ip, field: f });
-    return claims;
+    return [
+      { scope: `netns:${namespace}`, ip, field: f },
+      ...[...new Set(segments.filter((s) => s !== ''))].map((bridge) => ({ scope: `l2:${bridge}`, ip, field: f })),
+    ];
   });
 }
 
@@ -125,7 +126,7 @@ const bridgeRules: KindRules<'bridges'> = {
   },
   references: (s) => namespaceRef(s.namespace, 'namespace'),
   ifnames: (s) => [{ namespace: s.namespace, ifname: s.ifname, field: 'ifname' }],
-  addresses: (s) => addressClaims(s.addresses, s.namespace, '', 'addresses'),
+  addresses: (s, name) => addressClaims(s.addresses, s.namespace, [name], 'addresses'),
 };
 
 const VETH_END_FIELDS = ['ifname', 'namespace', 'bridge', 'addresses', 'mac'] as const;
@@ -170,7 +171,8 @@ const vethRules: KindRules<'veths'> = {
     (['a', 'b'] as const).map((end) => ({ namespace: s[end].namespace, ifname: s[end].ifname, field: `${end}.ifname` })),
   addresses: (s) =>
     (['a', 'b'] as const).flatMap((end) =>
-      addressClaims(s[end].addresses, s[end].namespace, s[end].bridge, `${end}.addresses`),
+      // Both ends of a pair are on the segment of any bridge either end is a port of.
+      addressClaims(s[end].addresses, s[end].namespace, [s.a.bridge, s.b.bridge], `${end}.addresses`),
     ),
 };
 

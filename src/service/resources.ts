@@ -26,6 +26,13 @@ export interface ServiceHooks {
   onChange(): void;
   /** Readiness of the daemon (first reconcile pass done, not draining). */
   ready(): boolean;
+  /**
+   * From the reconciler's last observation (no kernel call): a description of
+   * the foreign link holding `ifname` in `netns`, or undefined.
+   */
+  foreignLink?(netns: string, ifname: string): string | undefined;
+  /** From the last observation: true when /run/netns/<name> exists and is not netkeep's. */
+  foreignNetns?(name: string): boolean;
 }
 
 /** RFC 7396 JSON merge patch: objects merge key by key, `null` deletes, anything else replaces. */
@@ -90,6 +97,13 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         throw new AlreadyExistsError(`${ref(this.kind, name)} already exists`, [
           { field: 'name', description: `${ref(this.kind, name)} already exists` },
         ]);
+      }
+      if (this.kind === 'namespaces' && this.hooks.foreignNetns?.(name)) {
+        throw new FailedPreconditionError(
+          `a network namespace named ${name} that netkeep did not create exists (/run/netns/${name}); netkeep leaves it alone`,
+          [],
+          [{ field: 'name', description: `/run/netns/${name} exists and is not netkeep's` }],
+        );
       }
       const claims = this.checkClaims(name, spec);
       const revision = opts.validateOnly ? this.store.revision() + 1 : this.store.bumpRevision();
@@ -204,7 +218,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
     const claims: Claims = {
       references: this.rules.references(spec),
       ifnames: this.rules.ifnames(spec),
-      addresses: this.rules.addresses(spec),
+      addresses: this.rules.addresses(spec, name),
     };
     for (const r of claims.references) {
       const target = this.store.get(r.kind, r.name);
@@ -217,6 +231,12 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
       if (!mine(owner)) {
         throw new AlreadyExistsError(`${c.field}: ${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)}`, [
           { field: c.field, description: `${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)} (${owner!.field})` },
+        ]);
+      }
+      const foreign = owner ? undefined : this.hooks.foreignLink?.(c.namespace, c.ifname);
+      if (foreign) {
+        throw new FailedPreconditionError(`${c.field}: in ${describeNamespace(c.namespace)}, ${foreign}`, [], [
+          { field: c.field, description: `in ${describeNamespace(c.namespace)}, ${foreign}` },
         ]);
       }
     }
