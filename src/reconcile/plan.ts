@@ -29,10 +29,20 @@ export interface ObservedState {
 export interface Batch {
   netns: string;
   lines: BatchLine[];
+  /**
+   * Namespaces whose batches must finish before this one: those that create
+   * a veth whose peer lands here. The host's batch always runs first and the
+   * `netns del` batch last, so neither is listed.
+   */
+  after: string[];
 }
 
 export interface Plan {
-  /** In run order: the host, then namespaces by name, then (if any) the host's `netns del` batch. */
+  /**
+   * In a valid run order: the host, then namespaces by name, then (if any)
+   * the host's `netns del` batch. Namespace batches may run concurrently
+   * once the host's is done and their `after` batches are.
+   */
   batches: Batch[];
   /** Resources that cannot be reconciled, with the reason (a foreign object holds a name). */
   blocked: Map<OwnerRef, string>;
@@ -113,6 +123,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   };
   const host = builder(HOST_NAMESPACE);
   const cleanup = new BatchBuilder();
+  const after = new Map<string, Set<string>>();
   let cleanupLines = 0;
 
   // Namespaces. `writable` holds every netns we may write into this pass.
@@ -202,6 +213,9 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         args.push('mtu', link.mtu);
         if (peer.mac) args.push('address', peer.mac);
         b.add(Step.VethAdd, link.owner, args);
+        if (link.netns !== HOST_NAMESPACE && peer.netns !== link.netns) {
+          after.set(peer.netns, (after.get(peer.netns) ?? new Set()).add(link.netns));
+        }
       }
       const set: (string | number)[] = ['link', 'set', link.ifname, 'alias', link.alias];
       if (link.master) set.push('master', link.master);
@@ -256,9 +270,9 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
   const batches: Batch[] = [];
   for (const netns of sortNetns([...builders.keys()])) {
     const lines = builders.get(netns)!.build();
-    if (lines.length > 0) batches.push({ netns, lines });
+    if (lines.length > 0) batches.push({ netns, lines, after: [...(after.get(netns) ?? [])].sort() });
   }
-  if (cleanupLines > 0) batches.push({ netns: HOST_NAMESPACE, lines: cleanup.build() });
+  if (cleanupLines > 0) batches.push({ netns: HOST_NAMESPACE, lines: cleanup.build(), after: [] });
   return { batches, blocked };
 }
 

@@ -7,7 +7,7 @@ import { HOST_NAMESPACE, KINDS, type Kind, type LinkStatus, type Resource, type 
 import type { BatchFailure, IpClient, ObservedLink, ObservedNetns } from '../kernel/ip/types.js';
 import type { Store } from '../store/index.js';
 import { buildDesired, ownerRef, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
-import { plan, type ObservedState, type Plan } from './plan.js';
+import { plan, type Batch, type ObservedState, type Plan } from './plan.js';
 
 /** What one pass did. */
 export interface PassResult {
@@ -21,6 +21,8 @@ export interface PassResult {
 
 /** How many namespaces are read at once. */
 const OBSERVE_CONCURRENCY = 8;
+/** How many namespaces' batches are written at once. */
+const APPLY_CONCURRENCY = 8;
 
 type Snapshot = { [K in Kind]: Resource<K>[] };
 
@@ -64,10 +66,7 @@ export class Reconciler {
     let check: Plan = first;
     let after = before;
     if (first.batches.length > 0) {
-      for (const batch of first.batches) {
-        const failed = await this.ip.batch(batch.netns, batch.lines);
-        for (const f of failed) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
-      }
+      failures.push(...(await this.apply(first)));
       after = await this.observe(desired);
       check = plan(desired, after);
     }
@@ -95,6 +94,36 @@ export class Reconciler {
       );
     }
     return { lines, failures: failures.length, notReady, durationMs };
+  }
+
+  /**
+   * Runs the plan's batches: the host's first, then the namespaces' (up to
+   * APPLY_CONCURRENCY at once, each after the batches it depends on), then
+   * the `netns del` batch. Returns the lines that failed.
+   */
+  private async apply(p: Plan): Promise<(BatchFailure & { netns: string; args: string[] })[]> {
+    const failures: (BatchFailure & { netns: string; args: string[] })[] = [];
+    const run = async (batch: Batch) => {
+      const failed = await this.ip.batch(batch.netns, batch.lines);
+      for (const f of failed) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
+    };
+    const [head, ...rest] = p.batches;
+    const cleanup = rest.length > 0 && rest[rest.length - 1]!.netns === HOST_NAMESPACE ? rest.pop() : undefined;
+    if (head) await run(head);
+    const done = new Set<string>();
+    let waiting = rest;
+    while (waiting.length > 0) {
+      let ready = waiting.filter((b) => b.after.every((n) => done.has(n) || !waiting.some((w) => w.netns === n)));
+      // Creators always sort before their peers' namespaces, so there is no cycle; never spin if there were.
+      if (ready.length === 0) ready = waiting;
+      waiting = waiting.filter((b) => !ready.includes(b));
+      for (let i = 0; i < ready.length; i += APPLY_CONCURRENCY) {
+        await Promise.all(ready.slice(i, i + APPLY_CONCURRENCY).map(run));
+      }
+      for (const b of ready) done.add(b.netns);
+    }
+    if (cleanup) await run(cleanup);
+    return failures;
   }
 
   /** Reads /run/netns and every namespace the pass may touch, a bounded number at a time. */

@@ -226,6 +226,21 @@ describe('plan', () => {
     assert.ok(!render(p).flatMap((b) => b.lines).some((l) => l.includes('master')));
   });
 
+  test('a veth between two namespaces: the later namespace waits for the one that creates the pair', () => {
+    const d = buildDesired({
+      namespaces: [res('namespaces', 'blue', {}), res('namespaces', 'red', {})],
+      bridges: [],
+      veths: [res('veths', 'p', { mtu: 0, a: end({ ifname: 'to-red', namespace: 'red' }), b: end({ ifname: 'to-blue', namespace: 'blue' }) })],
+      routes: [],
+    });
+    const p = plan(d, observed([emptyHost]));
+    assert.deepEqual(
+      p.batches.map((b) => [b.netns, b.after]),
+      [['', []], ['blue', []], ['red', ['blue']]],
+    );
+    assert.equal(p.batches[1]!.lines[0]!.args.join(' '), 'link add to-blue mtu 1500 type veth peer name to-red netns red mtu 1500');
+  });
+
   test('an MTU and address change on an existing veth is applied in place', () => {
     const d = buildDesired({
       namespaces: [res('namespaces', 'blue', {})],
