@@ -7,36 +7,14 @@
  *
  * Extra arguments go to netkeepd (e.g. `npm run sandbox -- --log-level debug`).
  */
-import { execa } from 'execa';
-import { mkdirSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { startDaemon } from '../src/main.js';
-
-const INSIDE = 'NETKEEP_IN_SANDBOX';
-
-async function outside(): Promise<never> {
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('npm run sandbox needs root (it creates network namespaces): run it with sudo\n');
-    process.exit(1);
-  }
-  const child = execa(
-    'unshare',
-    ['--net', '--mount', '--propagation', 'private', '--', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
-    { stdio: 'inherit', env: { [INSIDE]: '1' }, reject: false },
-  );
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  const result = await child;
-  process.exit(result.exitCode ?? 1);
-}
+import { inSandbox, prepareSandbox, reexecInSandbox } from './unshare.js';
 
 async function inside(): Promise<void> {
-  mkdirSync('/run/netns', { recursive: true });
-  await execa('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'netkeep-sandbox', '/run/netns']);
-  await execa('ip', ['link', 'set', 'lo', 'up']);
+  await prepareSandbox();
   const config = loadConfig(process.argv.slice(2), { ...process.env, NETKEEP_STATE_DIR: process.env.NETKEEP_STATE_DIR ?? 'var/sandbox' });
   if (config === 'help') throw new Error('see: npm start -- --help');
   const daemon = await startDaemon(config);
@@ -59,5 +37,5 @@ async function inside(): Promise<void> {
   process.once('SIGTERM', stop);
 }
 
-if (process.env[INSIDE] === '1') await inside();
-else await outside();
+if (inSandbox()) await inside();
+else await reexecInSandbox(fileURLToPath(import.meta.url), 'npm run sandbox');
