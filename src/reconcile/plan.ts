@@ -137,7 +137,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         continue;
       }
       host.add(Step.NetnsAdd, owner, ['netns', 'add', netns]);
-      builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'lo', 'alias', alias, 'up']);
+      builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'dev', 'lo', 'alias', alias, 'up']);
       writable.add(netns);
       continue;
     }
@@ -150,7 +150,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       continue;
     }
     writable.add(netns);
-    if (!lo.up) builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'lo', 'up']);
+    if (!lo.up) builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'dev', 'lo', 'up']);
   }
   // Our namespaces that are no longer wanted: deleted last, after every other batch.
   for (const netns of [...observed.netns].sort()) {
@@ -197,16 +197,19 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
     const needsCreate = !obs || (link.type === 'veth' && !peerObs);
     if (needsCreate) {
       if (link.type === 'bridge') {
-        const args: (string | number)[] = ['link', 'add', link.ifname];
-        if (link.mtu) args.push('mtu', link.mtu);
+        // The MTU is set by the `link set` below: given to `link add` it does not
+        // pin a bridge's MTU, which then follows its smallest port. vlan_filtering
+        // is only written when wanted: some kernels refuse even `vlan_filtering 0`.
+        const args: (string | number)[] = ['link', 'add', 'name', link.ifname];
         if (link.mac) args.push('address', link.mac);
-        args.push('type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0);
+        args.push('type', 'bridge');
+        if (link.vlanFiltering) args.push('vlan_filtering', 1);
         b.add(Step.BridgeAdd, link.owner, args);
       } else if (isCreator(link)) {
         // A half-present pair (one end moved or renamed by hand): remove what is left of ours first.
-        if (obs) b.add(Step.LinkDel, link.owner, ['link', 'del', link.ifname]);
+        if (obs) b.add(Step.LinkDel, link.owner, ['link', 'del', 'dev', link.ifname]);
         const peer = link.peer!;
-        const args: (string | number)[] = ['link', 'add', link.ifname];
+        const args: (string | number)[] = ['link', 'add', 'name', link.ifname];
         if (link.mac) args.push('address', link.mac);
         args.push('mtu', link.mtu, 'type', 'veth', 'peer', 'name', peer.ifname);
         if (peer.netns !== link.netns) args.push('netns', peer.netns);
@@ -217,7 +220,9 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
           after.set(peer.netns, (after.get(peer.netns) ?? new Set()).add(link.netns));
         }
       }
-      const set: (string | number)[] = ['link', 'set', link.ifname, 'alias', link.alias];
+      const set: (string | number)[] = ['link', 'set', 'dev', link.ifname];
+      if (link.type === 'bridge' && link.mtu) set.push('mtu', link.mtu);
+      set.push('alias', link.alias);
       if (link.master) set.push('master', link.master);
       set.push('up');
       b.add(Step.LinkSet, link.owner, set);
@@ -236,7 +241,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       if (wanted.has(`${netns}\0${l.ifname}\0${l.alias}`)) continue;
       if (l.kind === 'veth' && deletedAliases.has(l.alias)) continue;
       deletedAliases.add(l.alias);
-      builder(netns).add(Step.LinkDel, ownerFromAlias(l.alias), ['link', 'del', l.ifname]);
+      builder(netns).add(Step.LinkDel, ownerFromAlias(l.alias), ['link', 'del', 'dev', l.ifname]);
     }
   }
 
@@ -288,9 +293,9 @@ function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink): void {
   if (link.mac && obs.mac !== link.mac) set.push('address', link.mac);
   if (obs.master !== link.master) set.push(...(link.master ? ['master', link.master] : ['nomaster']));
   if (!obs.up) set.push('up');
-  if (set.length > 0) b.add(Step.LinkSet, link.owner, ['link', 'set', link.ifname, ...set]);
+  if (set.length > 0) b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, ...set]);
   if (link.type === 'bridge' && obs.vlanFiltering !== link.vlanFiltering) {
-    b.add(Step.LinkSet, link.owner, ['link', 'set', link.ifname, 'type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0]);
+    b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, 'type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0]);
   }
   const have = new Set(obs.addresses.map((a) => `${a.address}/${a.prefixLength}`));
   const want = new Set(link.addresses);

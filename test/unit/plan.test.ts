@@ -125,18 +125,18 @@ describe('plan', () => {
         netns: '',
         lines: [
           'netns add blue',
-          'link add br0 address 02:00:00:00:00:01 type bridge vlan_filtering 0',
-          'link add vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
-          'link set br0 alias netkeep:bridges/br0 up',
-          'link set vh-blue alias netkeep:veths/blue master br0 up',
+          'link add name br0 address 02:00:00:00:00:01 type bridge',
+          'link add name vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
+          'link set dev br0 alias netkeep:bridges/br0 up',
+          'link set dev vh-blue alias netkeep:veths/blue master br0 up',
           'addr add 10.50.0.1/24 dev br0',
         ],
       },
       {
         netns: 'blue',
         lines: [
-          'link set lo alias netkeep:namespaces/blue up',
-          'link set eth0 alias netkeep:veths/blue up',
+          'link set dev lo alias netkeep:namespaces/blue up',
+          'link set dev eth0 alias netkeep:veths/blue up',
           'addr add 10.50.0.2/24 dev eth0',
           'route add default via 10.50.0.1 metric 0 proto 77',
         ],
@@ -157,7 +157,7 @@ describe('plan', () => {
     const eth0 = state[1]!.links.find((l) => l.ifname === 'eth0')!;
     eth0.addresses = [{ family: 6, address: 'fe80::2', prefixLength: 64, scope: 'link' }];
     assert.deepEqual(render(plan(quickstart(), observed(state))), [
-      { netns: '', lines: ['link set br0 up'] },
+      { netns: '', lines: ['link set dev br0 up'] },
       { netns: 'blue', lines: ['addr add 10.50.0.2/24 dev eth0'] },
     ]);
   });
@@ -172,14 +172,14 @@ describe('plan', () => {
       {
         netns: '',
         lines: [
-          'link add vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
-          'link set vh-blue alias netkeep:veths/blue master br0 up',
+          'link add name vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
+          'link set dev vh-blue alias netkeep:veths/blue master br0 up',
         ],
       },
       {
         netns: 'blue',
         lines: [
-          'link set eth0 alias netkeep:veths/blue up',
+          'link set dev eth0 alias netkeep:veths/blue up',
           'addr add 10.50.0.2/24 dev eth0',
           'route add default via 10.50.0.1 metric 0 proto 77',
         ],
@@ -193,7 +193,7 @@ describe('plan', () => {
     state[0]!.routes.push({ family: 4, destination: '10.99.0.0/16', via: '', device: 'eth0', metric: 0, protocol: 'boot' });
     const none = buildDesired({ namespaces: [], bridges: [], veths: [], routes: [] });
     assert.deepEqual(render(plan(none, observed(state))), [
-      { netns: '', lines: ['link del br0', 'link del vh-blue'] },
+      { netns: '', lines: ['link del dev br0', 'link del dev vh-blue'] },
       { netns: '', lines: ['netns del blue'] },
     ]);
   });
@@ -238,7 +238,7 @@ describe('plan', () => {
       p.batches.map((b) => [b.netns, b.after]),
       [['', []], ['blue', []], ['red', ['blue']]],
     );
-    assert.equal(p.batches[1]!.lines[0]!.args.join(' '), 'link add to-blue mtu 1500 type veth peer name to-red netns red mtu 1500');
+    assert.equal(p.batches[1]!.lines[0]!.args.join(' '), 'link add name to-blue mtu 1500 type veth peer name to-red netns red mtu 1500');
   });
 
   test('an MTU and address change on an existing veth is applied in place', () => {
@@ -258,8 +258,8 @@ describe('plan', () => {
     state[0]!.links = state[0]!.links.filter((l) => l.ifname !== 'br0');
     state[1]!.routes = [];
     assert.deepEqual(render(plan(d, observed(state))), [
-      { netns: '', lines: ['link set vh-blue mtu 1400 nomaster'] },
-      { netns: 'blue', lines: ['link set eth0 mtu 1400', 'addr del 10.50.0.2/24 dev eth0', 'addr add 10.50.0.9/24 dev eth0'] },
+      { netns: '', lines: ['link set dev vh-blue mtu 1400 nomaster'] },
+      { netns: 'blue', lines: ['link set dev eth0 mtu 1400', 'addr del 10.50.0.2/24 dev eth0', 'addr add 10.50.0.9/24 dev eth0'] },
     ]);
   });
 

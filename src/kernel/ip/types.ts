@@ -67,7 +67,12 @@ export interface BatchFailure {
   /** 0-based index into the lines passed to `batch`. */
   index: number;
   owner: string;
-  /** iproute2's error text for that line, e.g. "RTNETLINK answers: File exists". */
+  /**
+   * iproute2's error text for that line, e.g. "RTNETLINK answers: File exists".
+   * Lines that never ran because `ip` exited at an earlier line it could not
+   * parse read "not run: ip -batch exited at line N". Read its meaning with
+   * classifyStderr() from src/kernel/errors.ts (exists, not-found, not-run, …).
+   */
   message: string;
 }
 
