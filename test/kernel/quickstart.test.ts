@@ -41,10 +41,22 @@ async function kernelState(): Promise<string> {
   return parts.join('\n');
 }
 
+/** True while any interface still has a tentative (DAD in progress) IPv6 address. */
+async function anyTentative(): Promise<boolean> {
+  const { stdout: ns } = await execa('ip', ['netns', 'list']);
+  for (const n of ['', ...ns.split('\n').filter(Boolean).map((l) => l.split(' ')[0]!)]) {
+    const { stdout } = await execa('ip', [...(n ? ['-n', n] : []), '-j', 'addr', 'show']);
+    const ifaces = JSON.parse(stdout) as { addr_info: { tentative?: boolean }[] }[];
+    if (ifaces.some((i) => i.addr_info.some((a) => a.tentative))) return true;
+  }
+  return false;
+}
+
 async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await check()) return;
+    // The kernel changes under the check (a netns listed, then deleted): that is "not yet".
+    if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.fail(`timed out waiting for: ${what}`);
@@ -98,6 +110,9 @@ for (const driver of drivers) {
         const before = await kernelState();
 
         // Step 6: restart; nothing in the kernel changes and no link flaps.
+        // First let the kernel finish its own work (IPv6 DAD on new links), so
+        // the monitor sees only what the restart does.
+        await eventually('IPv6 duplicate address detection is done', async () => !(await anyTentative()));
         const monitor = execa('ip', ['monitor', 'link', 'address', 'route'], { reject: false });
         let events = '';
         monitor.stdout!.on('data', (c: Buffer) => (events += c.toString()));
