@@ -25,6 +25,7 @@ const OBSERVE_CONCURRENCY = 8;
 const APPLY_CONCURRENCY = 8;
 
 type Snapshot = { [K in Kind]: Resource<K>[] };
+type Failure = BatchFailure & { netns: string; args: string[] };
 
 export class Reconciler {
   private observed: ObservedState | undefined;
@@ -62,12 +63,13 @@ export class Reconciler {
     const before = await this.observe(desired);
     const first = plan(desired, before);
 
-    const failures: (BatchFailure & { netns: string; args: string[] })[] = [];
+    const failures: Failure[] = [];
     let check: Plan = first;
     let after = before;
     if (first.batches.length > 0) {
-      failures.push(...(await this.apply(first)));
-      after = await this.observe(desired);
+      const applied = await this.apply(first);
+      failures.push(...applied.failures);
+      after = await this.afterApply(desired, before, applied.readBack);
       check = plan(desired, after);
     }
     this.observed = after;
@@ -101,11 +103,13 @@ export class Reconciler {
    * APPLY_CONCURRENCY at once, each after the batches it depends on), then
    * the `netns del` batch. Returns the lines that failed.
    */
-  private async apply(p: Plan): Promise<(BatchFailure & { netns: string; args: string[] })[]> {
-    const failures: (BatchFailure & { netns: string; args: string[] })[] = [];
+  private async apply(p: Plan): Promise<{ failures: Failure[]; readBack: Map<string, ObservedNetns | undefined> }> {
+    const failures: Failure[] = [];
+    const readBack = new Map<string, ObservedNetns | undefined>();
     const run = async (batch: Batch) => {
-      const failed = await this.ip.batch(batch.netns, batch.lines);
-      for (const f of failed) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
+      const res = await this.ip.apply(batch.netns, batch.lines);
+      for (const f of res.failures) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
+      readBack.set(batch.netns, res.observed);
     };
     const [head, ...rest] = p.batches;
     const cleanup = rest.length > 0 && rest[rest.length - 1]!.netns === HOST_NAMESPACE ? rest.pop() : undefined;
@@ -123,14 +127,39 @@ export class Reconciler {
       for (const b of ready) done.add(b.netns);
     }
     if (cleanup) await run(cleanup);
-    return failures;
+    return { failures, readBack };
   }
 
-  /** Reads /run/netns and every namespace the pass may touch, a bounded number at a time. */
-  private async observe(desired: DesiredState): Promise<ObservedState> {
+  /**
+   * The observed state after apply: the read-backs of the batches that ran
+   * (namespaces' batches never change the host, so the host's read-back
+   * stays true), the earlier reads of namespaces no batch touched, and a
+   * fresh read of any namespace whose read-back is missing.
+   */
+  private async afterApply(
+    desired: DesiredState,
+    before: ObservedState,
+    readBack: Map<string, ObservedNetns | undefined>,
+  ): Promise<ObservedState> {
     const netns = new Set(await this.ip.listNetns());
-    const wanted = sortNetns([HOST_NAMESPACE, ...netns]);
     const byNetns = new Map<string, ObservedNetns>();
+    const reread: string[] = [];
+    for (const name of sortNetns([HOST_NAMESPACE, ...netns])) {
+      const fresh = readBack.get(name);
+      if (fresh) byNetns.set(name, fresh);
+      else if (!readBack.has(name) && before.byNetns.has(name)) byNetns.set(name, before.byNetns.get(name)!);
+      else reread.push(name);
+    }
+    const again = await this.observe(desired, reread);
+    for (const [name, state] of again.byNetns) byNetns.set(name, state);
+    return { netns, byNetns };
+  }
+
+  /** Reads /run/netns and the namespaces in it (or only those named), a bounded number at a time. */
+  private async observe(desired: DesiredState, only?: string[]): Promise<ObservedState> {
+    const netns = new Set(await this.ip.listNetns());
+    const byNetns = new Map<string, ObservedNetns>();
+    const wanted = only ?? sortNetns([HOST_NAMESPACE, ...netns]);
     let next = 0;
     const worker = async () => {
       while (next < wanted.length) {
@@ -154,7 +183,7 @@ export class Reconciler {
     snapshot: Snapshot,
     observed: ObservedState,
     remaining: Plan,
-    failures: (BatchFailure & { args: string[] })[],
+    failures: Failure[],
   ): number {
     const now = new Date().toISOString();
     const pending = new Map<OwnerRef, string[]>();

@@ -221,6 +221,21 @@ test('arguments with spaces are quoted for the batch tokenizer; unsafe ones are 
   assert.equal((await real.observe('')).links.some((l) => l.ifname === 'br-x'), false, 'nothing ran');
 });
 
+test('apply() writes and reads back in one process: the read-back equals a fresh observe()', { skip }, async () => {
+  const batch = lines('veths/ap', 'netns add apns', 'link add name ap0 type veth peer name ap1 netns apns', 'link set dev ap0 up', 'addr add 10.77.0.1/24 dev ap0');
+  const res = await real.apply('', batch);
+  assert.deepEqual(res.failures, []);
+  assert.ok(res.observed, 'a batch that ran to the end reads the namespace back');
+  assert.deepEqual(comparable(res.observed), comparable(await real.observe('')));
+  const ap0 = res.observed.links.find((l) => l.ifname === 'ap0')!;
+  assert.deepEqual(ap0.addresses.filter((a) => a.family === 4).map((a) => a.address), ['10.77.0.1']);
+  // A failed line is reported; the read-back still runs after it.
+  const failed = await real.apply('apns', lines('veths/ap', 'link set dev nope up', 'link set dev ap1 up'));
+  assert.deepEqual(failed.failures.map((f) => [f.index, f.owner]), [[0, 'veths/ap']]);
+  assert.equal(failed.observed?.links.find((l) => l.ifname === 'ap1')?.up, true);
+  await real.batch('', lines('veths/ap', 'link del dev ap0', 'netns del apns'));
+});
+
 test('a missing namespace is NetnsNotFoundError for observe and batch', { skip }, async () => {
   await assert.rejects(real.observe('nope'), (err: unknown) => err instanceof NetnsNotFoundError && err.netns === 'nope');
   await assert.rejects(real.batch('nope', lines('x', 'link set dev lo up')), NetnsNotFoundError);

@@ -21,6 +21,12 @@ export const MAX_BATCH_WORDS = 99;
 /** The two commands observe() runs, one JSON array of output each. */
 const OBSERVE_SCRIPT = 'addr show\nroute show table all\n';
 
+/** The same reads as batch lines, appended by apply(). */
+const READ_BACK: BatchLine[] = [
+  { owner: 'read-back', args: ['addr', 'show'] },
+  { owner: 'read-back', args: ['route', 'show', 'table', 'all'] },
+];
+
 /**
  * Renders one argument as a word of an `ip -batch` line.
  *
@@ -145,10 +151,40 @@ export class IprouteClient implements IpClient {
    */
   async batch(netns: string, lines: BatchLine[]): Promise<BatchFailure[]> {
     if (lines.length === 0) return [];
+    return (await this.runBatch(netns, lines, false)).failures;
+  }
+
+  async apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }> {
+    const { failures, stdout } = await this.runBatch(netns, [...lines, ...READ_BACK], true);
+    const reads = failures.filter((f) => f.index >= lines.length);
+    const writes = failures.filter((f) => f.index < lines.length);
+    const ranReads = !failures.some((f) => f.message.startsWith('not run'));
+    if (reads.length > 0 || !ranReads) return { failures: writes };
+    // Write commands print nothing under -j; the last two documents are the reads.
+    const docs = stdout.split('\n').filter((l) => l.trim() !== '');
+    const [addrs, routes] = parseJsonLines(docs.slice(-2).join('\n'), 2);
+    return { failures: writes, observed: { netns, links: parseLinks(addrs), routes: parseRoutes(routes) } };
+  }
+
+  private async runBatch(
+    netns: string,
+    lines: BatchLine[],
+    json: boolean,
+  ): Promise<{ failures: BatchFailure[]; stdout: string }> {
     const script = renderBatch(lines);
-    const args = [...netnsArgs(netns), '-force', '-batch', '-'];
+    const args = [...netnsArgs(netns), ...(json ? ['-j', '-d'] : []), '-force', '-batch', '-'];
     this.logger?.debug({ netns, lines: lines.length, script }, 'ip batch');
     const res = await run('ip', args, { input: script, timeoutMs: this.timeoutMs });
+    return { failures: this.failuresOf(netns, args, lines, res), stdout: res.stdout };
+  }
+
+  /** Classifies a finished batch: the failed lines, or a thrown error when ip failed as a whole. */
+  private failuresOf(
+    netns: string,
+    args: string[],
+    lines: BatchLine[],
+    res: { stderr: string; exitCode: number },
+  ): BatchFailure[] {
     const { failures, trailing } = parseBatchStderr(res.stderr, lines);
     if (res.exitCode === 0 || trailing === '') {
       if (res.exitCode !== 0 && failures.length === 0) {

@@ -203,6 +203,14 @@ export class FakeIpClient implements IpClient {
     return this.execute(ns, lines);
   }
 
+  async apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }> {
+    const failures = await this.batch(netns, lines);
+    if (failures.some((f) => f.message.startsWith('not run')) || (netns !== '' && !this.namespaces.has(netns))) {
+      return { failures };
+    }
+    return { failures, observed: await this.observe(netns) };
+  }
+
   // ---- test helpers: state ------------------------------------------------
 
   /**

@@ -92,6 +92,14 @@ export interface IpClient {
    * after a failure (-force). An empty list spawns nothing.
    */
   batch(netns: string, lines: BatchLine[]): Promise<BatchFailure[]>;
+  /**
+   * Like `batch`, then reads the namespace back in the same process, so a
+   * pass costs one process per namespace for its writes and their check:
+   * `ip [-n <netns>] -j -d -force -batch -` with `addr show` and
+   * `route show table all` after the lines. `observed` is undefined when ip
+   * stopped before the reads (an aborting line) or the namespace is gone.
+   */
+  apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }>;
 }
 
 /** The route protocol number netkeep marks its routes with (`ip route add … proto 77`). */
