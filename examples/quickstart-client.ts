@@ -8,9 +8,15 @@
  * NETKEEP_REST_SOCKET: the daemon's REST socket (default var/rest.sock).
  */
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { createNetkeepClient, unwrap, type NetkeepClient } from '../clients/netkeep-client.js';
 
-const nk: NetkeepClient = createNetkeepClient({ socketPath: process.env.NETKEEP_REST_SOCKET ?? 'var/rest.sock' });
+const socketPath = process.env.NETKEEP_REST_SOCKET ?? 'var/rest.sock';
+if (!existsSync(socketPath)) {
+  console.error(`no netkeepd socket at ${socketPath}: start the daemon (npm start), or set NETKEEP_REST_SOCKET`);
+  process.exit(1);
+}
+const nk: NetkeepClient = createNetkeepClient({ socketPath });
 
 const namespaces = ['blue', 'red'] as const;
 const hostAddress = { blue: '10.50.0.2/24', red: '10.50.0.3/24' };

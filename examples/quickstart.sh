@@ -17,6 +17,10 @@ api() {
   local args=(--silent --show-error --unix-socket "$SOCK" -X "$method" -w '\n%{http_code}')
   [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data "$body")
   local out code
+  if [[ ! -S $SOCK ]]; then
+    echo "no netkeepd socket at $SOCK: start the daemon (npm start), or set NETKEEP_REST_SOCKET" >&2
+    return 1
+  fi
   out=$(curl "${args[@]}" "http://netkeep$path")
   code=${out##*$'\n'}
   out=${out%$'\n'*}
@@ -62,6 +66,16 @@ down() {
     api DELETE "/v1/$r" >/dev/null
     echo "deleted $r"
   done
+  # The reconciler removes the kernel objects right after; wait for it (10 s at most).
+  for _ in $(seq 100); do
+    if ! ip netns list | grep -qwE 'blue|red' && ! ip link show br0 >/dev/null 2>&1; then
+      echo "kernel objects gone"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "the kernel objects are still there after 10 s" >&2
+  return 1
 }
 
 case ${1:-} in

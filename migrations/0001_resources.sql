@@ -30,29 +30,21 @@ CREATE TABLE refs (
 ) STRICT;
 CREATE INDEX refs_to ON refs (to_kind, to_name);
 
--- One interface name per network namespace ('' is the host).
-CREATE TABLE ifnames (
-  namespace  TEXT NOT NULL,
-  ifname     TEXT NOT NULL,
-  owner_kind TEXT NOT NULL,
-  owner_name TEXT NOT NULL,
-  field      TEXT NOT NULL,
-  PRIMARY KEY (namespace, ifname),
-  FOREIGN KEY (owner_kind, owner_name) REFERENCES resources (kind, name) ON DELETE CASCADE
-) STRICT;
-
--- One address per scope: 'netns:<namespace>' and 'l2:<bridge>'.
-CREATE TABLE addresses (
+-- Names and addresses that must be unique within a scope:
+--   ifname:<netns>  an interface name in a network namespace ('' is the host)
+--   ip:<netns>      an interface address in a network namespace
+--   l2:<bridge>     an interface address on a bridge's segment
+--   route:<netns>   a route's kernel key (family, destination, metric)
+CREATE TABLE claims (
   scope      TEXT NOT NULL,
-  ip         TEXT NOT NULL,
+  key        TEXT NOT NULL,
   owner_kind TEXT NOT NULL,
   owner_name TEXT NOT NULL,
   field      TEXT NOT NULL,
-  PRIMARY KEY (scope, ip),
+  PRIMARY KEY (scope, key),
   FOREIGN KEY (owner_kind, owner_name) REFERENCES resources (kind, name) ON DELETE CASCADE
 ) STRICT;
-CREATE INDEX addresses_owner ON addresses (owner_kind, owner_name);
-CREATE INDEX ifnames_owner ON ifnames (owner_kind, owner_name);
+CREATE INDEX claims_owner ON claims (owner_kind, owner_name);
 
 -- The store's revision counter: bumped by every write of intent.
 CREATE TABLE meta (

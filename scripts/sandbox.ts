@@ -9,32 +9,54 @@
  */
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/config.js';
+import { ConfigError, USAGE, loadConfig } from '../src/config.js';
 import { startDaemon } from '../src/main.js';
 import { inSandbox, prepareSandbox, reexecInSandbox } from './unshare.js';
 
+/** How to reach a listen address from the host's shell. */
+function reach(listen: string, pid: number, path: string): string {
+  if (listen.startsWith('unix:')) return `curl --unix-socket ${relative(process.cwd(), listen.slice(5))} http://netkeep${path}`;
+  // TCP listens inside the sandbox's network namespace: only reachable from in there.
+  return `nsenter --target ${pid} --net curl http://${listen}${path}`;
+}
+
 async function inside(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.argv.slice(2), { ...process.env, NETKEEP_STATE_DIR: process.env.NETKEEP_STATE_DIR ?? 'var/sandbox' });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`npm run sandbox: ${err.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (config === 'help') {
+    process.stdout.write(`npm run sandbox -- [options]: netkeepd in a throwaway network namespace\n${USAGE}\n`);
+    process.exit(0);
+  }
   await prepareSandbox();
-  const config = loadConfig(process.argv.slice(2), { ...process.env, NETKEEP_STATE_DIR: process.env.NETKEEP_STATE_DIR ?? 'var/sandbox' });
-  if (config === 'help') throw new Error('see: npm start -- --help');
   const daemon = await startDaemon(config);
-  const rest = config.restListen.startsWith('unix:') ? relative(process.cwd(), config.restListen.slice(5)) : config.restListen;
   const pid = process.pid;
+  const enter = `nsenter --target ${pid} --net --mount --wd=${process.cwd()}`;
+  const socket = config.restListen.startsWith('unix:') ? config.restListen.slice(5) : '';
   process.stderr.write(
     [
       '',
       `netkeepd is running in a throwaway network namespace (pid ${pid}).`,
-      `  REST:  curl --unix-socket ${rest} http://netkeep/v1/namespaces`,
+      `  REST:  ${reach(config.restListen, pid, '/v1/namespaces')}`,
       `  gRPC:  ${config.grpcListen}`,
-      `  Look at its kernel state:  nsenter --target ${pid} --net --mount ip -br link`,
-      `  Quickstart inside it:      NETKEEP_REST_SOCKET=${rest} nsenter --target ${pid} --net --mount examples/quickstart.sh up`,
+      `  Its kernel state:     ${enter} ip -br link`,
+      socket
+        ? `  Quickstart inside it: NETKEEP_REST_SOCKET=${socket} ${enter} examples/quickstart.sh up`
+        : '  Quickstart inside it: examples/quickstart.sh needs a unix socket (--rest-listen unix:PATH)',
       '  Ctrl-C stops it; the namespace and everything in it go away.',
       '',
     ].join('\n'),
   );
+  // Ctrl-C reaches this process twice (from the terminal and forwarded by the
+  // wrapper): keep listening, so the second one does not cut the drain short.
   const stop = () => void daemon.stop().then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }
 
 if (inSandbox()) await inside();

@@ -30,7 +30,7 @@ export const USAGE = `usage: netkeepd [options]
   --grpc-listen ADDR       unix:PATH or HOST:PORT (NETKEEP_GRPC_LISTEN, default unix:<state-dir>/grpc.sock)
   --rest-listen ADDR       unix:PATH or HOST:PORT (NETKEEP_REST_LISTEN, default unix:<state-dir>/rest.sock)
   --resync-interval SEC    seconds between full reconcile passes (NETKEEP_RESYNC_INTERVAL, default 30)
-  --log-level LEVEL        fatal|error|warn|info|debug|trace (NETKEEP_LOG_LEVEL, default info)
+  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (NETKEEP_LOG_LEVEL, default info)
   -h, --help               print this help`;
 
 /** Normalizes a listen address: `unix:` paths become absolute; `host:port` needs a port 1–65535. */

@@ -113,12 +113,24 @@ async function main(): Promise<void> {
     else log.fatal({ err }, 'netkeepd failed to start');
     process.exit(1);
   }
-  const onSignal = (signal: string) => {
-    log.info({ signal }, 'signal received');
-    void daemon.stop().then(() => process.exit(0));
+  // Listeners stay installed (not `once`): a second signal while draining
+  // (Ctrl-C reaches every process of the terminal's group) must not fall
+  // back to the default action and cut the drain short.
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal, alreadyStopping: stopping }, 'signal received');
+    if (stopping) return;
+    stopping = true;
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.fatal({ err }, 'netkeepd failed to stop cleanly');
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -685,7 +685,7 @@ export interface components {
         Name: string;
         /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
         ValidateOnly: boolean;
-        /** @description Most items per page, 1–1000. Default 100. */
+        /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
         PageSize: number;
         /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
         PageToken: string;
@@ -747,7 +747,7 @@ export interface operations {
     listNamespaces: {
         parameters: {
             query?: {
-                /** @description Most items per page, 1–1000. Default 100. */
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
                 pageSize?: components["parameters"]["PageSize"];
                 /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
                 pageToken?: components["parameters"]["PageToken"];
@@ -928,7 +928,7 @@ export interface operations {
     listBridges: {
         parameters: {
             query?: {
-                /** @description Most items per page, 1–1000. Default 100. */
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
                 pageSize?: components["parameters"]["PageSize"];
                 /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
                 pageToken?: components["parameters"]["PageToken"];
@@ -1110,7 +1110,7 @@ export interface operations {
     listVethPairs: {
         parameters: {
             query?: {
-                /** @description Most items per page, 1–1000. Default 100. */
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
                 pageSize?: components["parameters"]["PageSize"];
                 /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
                 pageToken?: components["parameters"]["PageToken"];
@@ -1292,7 +1292,7 @@ export interface operations {
     listRoutes: {
         parameters: {
             query?: {
-                /** @description Most items per page, 1–1000. Default 100. */
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
                 pageSize?: components["parameters"]["PageSize"];
                 /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
                 pageToken?: components["parameters"]["PageToken"];

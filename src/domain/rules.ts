@@ -40,22 +40,19 @@ export interface Reference {
   field: string;
 }
 
-/** An interface name a spec claims in a namespace. */
-export interface IfnameClaim {
-  namespace: string;
-  ifname: string;
-  field: string;
-}
-
 /**
- * An address a spec claims in a scope. Scopes are `netns:<namespace>` (one
- * address per namespace) and `l2:<bridge>` (one address per bridge segment,
- * across the namespaces joined to it).
+ * Something a spec holds that no other resource may hold in the same scope:
+ * `ifname:<netns>` (an interface name), `ip:<netns>` (an address in a
+ * namespace), `l2:<bridge>` (an address on a bridge's segment: the bridge, its
+ * ports and their veth peers), `route:<netns>` (a route's kernel key: family,
+ * destination and metric, as fib_table_insert() compares them).
  */
-export interface AddressClaim {
+export interface Claim {
   scope: string;
-  ip: string;
+  key: string;
   field: string;
+  /** What is claimed, for messages: "interface name eth0 in namespace blue". */
+  what: string;
 }
 
 export interface KindRules<K extends Kind> {
@@ -65,8 +62,15 @@ export interface KindRules<K extends Kind> {
   readonly immutable: readonly string[];
   normalize(v: Violations, name: string, input: Record<string, unknown>): SpecOf[K];
   references(spec: SpecOf[K]): Reference[];
-  ifnames(spec: SpecOf[K]): IfnameClaim[];
-  addresses(spec: SpecOf[K], name: string): AddressClaim[];
+  /** The names and addresses the spec holds; `name` is the resource's own. */
+  claims(spec: SpecOf[K], name: string): Claim[];
+}
+
+/** An ifname for a link netkeep creates: any valid one but `lo`, which every namespace already has. */
+function checkLinkIfname(v: Violations, field: string, value: unknown): string {
+  const ifname = checkIfname(v, field, value);
+  if (ifname === 'lo') v.add(field, 'lo is the loopback device every namespace already has');
+  return ifname;
 }
 
 function namespaceRef(namespace: string, field: string): Reference[] {
@@ -79,13 +83,27 @@ function checkNamespaceField(v: Violations, field: string, value: unknown): stri
   return ns;
 }
 
-function addressClaims(addresses: string[], namespace: string, segments: string[], field: string): AddressClaim[] {
+/** "the host namespace" or "namespace blue", for messages. */
+export function describeNamespace(ns: string): string {
+  return ns === HOST_NAMESPACE ? 'the host namespace' : `namespace ${ns}`;
+}
+
+function ifnameClaim(namespace: string, ifname: string, field: string): Claim {
+  return { scope: `ifname:${namespace}`, key: ifname, field, what: `interface name ${ifname} in ${describeNamespace(namespace)}` };
+}
+
+function addressClaims(addresses: string[], namespace: string, segments: string[], field: string): Claim[] {
   return addresses.flatMap((a, i) => {
     const ip = addressIp(a);
     const f = `${field}[${i}]`;
     return [
-      { scope: `netns:${namespace}`, ip, field: f },
-      ...[...new Set(segments.filter((s) => s !== ''))].map((bridge) => ({ scope: `l2:${bridge}`, ip, field: f })),
+      { scope: `ip:${namespace}`, key: ip, field: f, what: `${ip} in ${describeNamespace(namespace)}` },
+      ...[...new Set(segments.filter((s) => s !== ''))].map((bridge) => ({
+        scope: `l2:${bridge}`,
+        key: ip,
+        field: f,
+        what: `${ip} on the segment of bridge ${bridge}`,
+      })),
     ];
   });
 }
@@ -95,8 +113,7 @@ const namespaceRules: KindRules<'namespaces'> = {
   immutable: [],
   normalize: () => ({}),
   references: () => [],
-  ifnames: () => [],
-  addresses: () => [],
+  claims: () => [],
 };
 
 const bridgeRules: KindRules<'bridges'> = {
@@ -112,7 +129,7 @@ const bridgeRules: KindRules<'bridges'> = {
         v.add('ifname', `defaults to the name "${name}", which is longer than 15 bytes; set ifname`);
       }
     } else {
-      checkIfname(v, 'ifname', given);
+      checkLinkIfname(v, 'ifname', given);
     }
     const mac = checkMac(v, 'mac', input.mac);
     return {
@@ -125,8 +142,7 @@ const bridgeRules: KindRules<'bridges'> = {
     };
   },
   references: (s) => namespaceRef(s.namespace, 'namespace'),
-  ifnames: (s) => [{ namespace: s.namespace, ifname: s.ifname, field: 'ifname' }],
-  addresses: (s, name) => addressClaims(s.addresses, s.namespace, [name], 'addresses'),
+  claims: (s, name) => [ifnameClaim(s.namespace, s.ifname, 'ifname'), ...addressClaims(s.addresses, s.namespace, [name], 'addresses')],
 };
 
 const VETH_END_FIELDS = ['ifname', 'namespace', 'bridge', 'addresses', 'mac'] as const;
@@ -140,7 +156,7 @@ function normalizeVethEnd(v: Violations, field: string, value: unknown): VethEnd
   const bridge = optString(v, `${field}.bridge`, input.bridge);
   if (bridge !== '') checkResourceName(v, `${field}.bridge`, bridge);
   return {
-    ifname: checkIfname(v, `${field}.ifname`, input.ifname),
+    ifname: checkLinkIfname(v, `${field}.ifname`, input.ifname),
     namespace: checkNamespaceField(v, `${field}.namespace`, input.namespace),
     bridge,
     addresses: checkInterfaceAddresses(v, `${field}.addresses`, input.addresses),
@@ -167,13 +183,12 @@ const vethRules: KindRules<'veths'> = {
       ...namespaceRef(s[end].namespace, `${end}.namespace`),
       ...(s[end].bridge === '' ? [] : [{ kind: 'bridges' as const, name: s[end].bridge, field: `${end}.bridge` }]),
     ]),
-  ifnames: (s) =>
-    (['a', 'b'] as const).map((end) => ({ namespace: s[end].namespace, ifname: s[end].ifname, field: `${end}.ifname` })),
-  addresses: (s) =>
-    (['a', 'b'] as const).flatMap((end) =>
+  claims: (s) =>
+    (['a', 'b'] as const).flatMap((end) => [
+      ifnameClaim(s[end].namespace, s[end].ifname, `${end}.ifname`),
       // Both ends of a pair are on the segment of any bridge either end is a port of.
-      addressClaims(s[end].addresses, s[end].namespace, [s.a.bridge, s.b.bridge], `${end}.addresses`),
-    ),
+      ...addressClaims(s[end].addresses, s[end].namespace, [s.a.bridge, s.b.bridge], `${end}.addresses`),
+    ]),
 };
 
 const routeRules: KindRules<'routes'> = {
@@ -193,7 +208,9 @@ const routeRules: KindRules<'routes'> = {
       } else if (!dst.isNetwork) {
         v.add('destination', `${destText} has host bits set; the network is written with them clear`);
       } else {
-        destination = dst.text;
+        // A zero-length prefix is the default route: the kernel reports it as "default"
+        // (IPv6 keeps ::/0, so that a device-only route knows its family).
+        destination = dst.prefixLength === 0 && dst.family === 4 ? 'default' : dst.text;
         family = dst.family;
       }
     }
@@ -211,8 +228,20 @@ const routeRules: KindRules<'routes'> = {
     return { namespace, destination, via, device: deviceText, metric: checkUint32(v, 'metric', input.metric) };
   },
   references: (s) => namespaceRef(s.namespace, 'namespace'),
-  ifnames: () => [],
-  addresses: () => [],
+  claims: (s) => {
+    const family = routeFamily(s);
+    // The kernel stores IPv6 metric 0 as 1024 (IP6_RT_PRIO_USER): the same route.
+    const metric = s.metric === 0 && family === 6 ? 1024 : s.metric;
+    const dst = s.destination === '::/0' ? 'default' : s.destination;
+    return [
+      {
+        scope: `route:${s.namespace}`,
+        key: `${family} ${dst} ${metric}`,
+        field: 'destination',
+        what: `the route to ${s.destination} with metric ${metric} in ${describeNamespace(s.namespace)}`,
+      },
+    ];
+  },
 };
 
 /** The rules of every kind. */

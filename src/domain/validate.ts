@@ -45,7 +45,8 @@ export function checkResourceName(v: Violations, field: string, value: unknown):
 
 /**
  * Interface names, as the kernel's dev_valid_name() (net/core/dev.c) accepts
- * them: 1–15 bytes, not "." or "..", no "/", ":" or whitespace.
+ * them: 1–15 bytes, not "." or "..", no "/", ":" or whitespace; and, because
+ * netkeep writes them through `ip -batch`, no "#", backslash or quote.
  */
 export function checkIfname(v: Violations, field: string, value: unknown): string {
   if (typeof value !== 'string' || value === '') {
@@ -61,6 +62,9 @@ export function checkIfname(v: Violations, field: string, value: unknown): strin
     v.add(field, 'may not contain "/", ":" or whitespace');
   } else if (/[\x00-\x1f\x7f]/.test(value)) {
     v.add(field, 'may not contain control characters');
+  } else if (/[#\\'"]/.test(value)) {
+    // The kernel takes these, but iproute2's batch tokenizer (makeargs()) cannot carry them.
+    v.add(field, 'may not contain "#", "\\" or quotes (netkeep writes names through ip -batch)');
   }
   return value;
 }

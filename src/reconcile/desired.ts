@@ -108,7 +108,8 @@ export function buildDesired(input: {
       owner: ownerRef('routes', r.name),
       netns: r.spec.namespace,
       family,
-      destination: r.spec.destination,
+      // The kernel reports an IPv6 ::/0 as "default", like IPv4's.
+      destination: r.spec.destination === '::/0' ? 'default' : r.spec.destination,
       via: r.spec.via,
       device: r.spec.device,
       metric: r.spec.metric === 0 && family === 6 ? 1024 : r.spec.metric,

@@ -26,15 +26,45 @@ export interface ObservedState {
   byNetns: Map<string, ObservedNetns>;
 }
 
+/**
+ * A batch line with what it depends on. A `link add` or `netns add` that
+ * fails with "File exists" means someone else holds the name: the lines
+ * that would configure what it makes must then not run, or they would change
+ * the foreign object (the alias, the master, the addresses).
+ */
+export interface PlannedLine extends BatchLine {
+  /** Set on `link add` and `netns add`: the key of what the line makes. */
+  creates?: string;
+  /** Keys of objects this pass creates that the line acts on: it runs only if they were made. */
+  requires?: string[];
+}
+
 export interface Batch {
   netns: string;
-  lines: BatchLine[];
+  /**
+   * The lines up to and including every `link add` / `netns add`, run first
+   * in a process of their own so that their failures are known before
+   * `lines` run. Empty when the batch creates nothing (the steady state).
+   */
+  create: PlannedLine[];
+  /** The rest; run after `create`, with the namespace read back. */
+  lines: PlannedLine[];
   /**
    * Namespaces whose batches must finish before this one: those that create
    * a veth whose peer lands here. The host's batch always runs first and the
    * `netns del` batch last, so neither is listed.
    */
   after: string[];
+}
+
+/** The key of a link for `creates` / `requires`. */
+export function linkKey(netns: string, ifname: string): string {
+  return `link:${netns}/${ifname}`;
+}
+
+/** The key of a network namespace for `creates` / `requires`. */
+export function netnsKey(netns: string): string {
+  return `netns:${netns}`;
 }
 
 export interface Plan {
@@ -65,14 +95,24 @@ enum Step {
 }
 
 class BatchBuilder {
-  private readonly lines: { step: Step; seq: number; line: BatchLine }[] = [];
+  private readonly lines: { step: Step; seq: number; line: PlannedLine }[] = [];
 
-  add(step: Step, owner: OwnerRef, args: (string | number)[]): void {
-    this.lines.push({ step, seq: this.lines.length, line: { owner, args: args.map(String) } });
+  /** @param requires keys every line of this batch needs (a namespace made this pass). */
+  constructor(private readonly requires: string[] = []) {}
+
+  add(step: Step, owner: OwnerRef, args: (string | number)[], deps: { creates?: string; requires?: string[] } = {}): void {
+    const requires = [...this.requires, ...(deps.requires ?? [])];
+    const line: PlannedLine = { owner, args: args.map(String) };
+    if (deps.creates) line.creates = deps.creates;
+    if (requires.length > 0) line.requires = requires;
+    this.lines.push({ step, seq: this.lines.length, line });
   }
 
-  build(): BatchLine[] {
-    return this.lines.sort((x, y) => x.step - y.step || x.seq - y.seq).map((l) => l.line);
+  /** The lines in step order, split after the last create when there is one. */
+  build(): { create: PlannedLine[]; lines: PlannedLine[] } {
+    const sorted = this.lines.sort((x, y) => x.step - y.step || x.seq - y.seq).map((l) => l.line);
+    const split = sorted.findLastIndex((l) => l.creates !== undefined) + 1;
+    return { create: sorted.slice(0, split), lines: sorted.slice(split) };
   }
 }
 
@@ -116,9 +156,9 @@ function isManagedAddressScope(scope: string): boolean {
 export function plan(desired: DesiredState, observed: ObservedState): Plan {
   const blocked = new Map<OwnerRef, string>();
   const builders = new Map<string, BatchBuilder>();
-  const builder = (netns: string) => {
+  const builder = (netns: string, requires?: string[]) => {
     let b = builders.get(netns);
-    if (!b) builders.set(netns, (b = new BatchBuilder()));
+    if (!b) builders.set(netns, (b = new BatchBuilder(requires)));
     return b;
   };
   const host = builder(HOST_NAMESPACE);
@@ -136,8 +176,9 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         blocked.set(owner, `/run/netns/${netns} exists but cannot be read; netkeep leaves it alone`);
         continue;
       }
-      host.add(Step.NetnsAdd, owner, ['netns', 'add', netns]);
-      builder(netns).add(Step.LinkSet, owner, ['link', 'set', 'dev', 'lo', 'alias', alias, 'up']);
+      // Every line in a namespace made this pass needs the `netns add` to have succeeded.
+      host.add(Step.NetnsAdd, owner, ['netns', 'add', netns], { creates: netnsKey(netns) });
+      builder(netns, [netnsKey(netns)]).add(Step.LinkSet, owner, ['link', 'set', 'dev', 'lo', 'alias', alias, 'up']);
       writable.add(netns);
       continue;
     }
@@ -179,6 +220,10 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       continue;
     }
     const obs = observed.byNetns.get(link.netns)?.links.find((l) => l.ifname === link.ifname);
+    if (obs && obs.alias === link.alias && obs.kind !== link.type) {
+      blocked.set(link.owner, `${describeNetns(link.netns)} has ${link.ifname} marked as netkeep's, but it is a ${obs.kind || 'device'}, not a ${link.type}; it is left alone`);
+      continue;
+    }
     if (obs && obs.alias !== link.alias) {
       const what = obs.alias === '' ? 'no netkeep alias' : `alias "${obs.alias}"`;
       blocked.set(
@@ -196,15 +241,16 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       : undefined;
     const needsCreate = !obs || (link.type === 'veth' && !peerObs);
     if (needsCreate) {
+      let key = linkKey(link.netns, link.ifname);
       if (link.type === 'bridge') {
-        // The MTU is set by the `link set` below: given to `link add` it does not
+        // The MTU is set by `link set` below: given to `link add` it does not
         // pin a bridge's MTU, which then follows its smallest port. vlan_filtering
         // is only written when wanted: some kernels refuse even `vlan_filtering 0`.
         const args: (string | number)[] = ['link', 'add', 'name', link.ifname];
         if (link.mac) args.push('address', link.mac);
         args.push('type', 'bridge');
         if (link.vlanFiltering) args.push('vlan_filtering', 1);
-        b.add(Step.BridgeAdd, link.owner, args);
+        b.add(Step.BridgeAdd, link.owner, args, { creates: key });
       } else if (isCreator(link)) {
         // A half-present pair (one end moved or renamed by hand): remove what is left of ours first.
         if (obs) b.add(Step.LinkDel, link.owner, ['link', 'del', 'dev', link.ifname]);
@@ -215,18 +261,23 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
         if (peer.netns !== link.netns) args.push('netns', peer.netns);
         args.push('mtu', link.mtu);
         if (peer.mac) args.push('address', peer.mac);
-        b.add(Step.VethAdd, link.owner, args);
+        b.add(Step.VethAdd, link.owner, args, { creates: key });
         if (link.netns !== HOST_NAMESPACE && peer.netns !== link.netns) {
           after.set(peer.netns, (after.get(peer.netns) ?? new Set()).add(link.netns));
         }
+      } else {
+        key = linkKey(link.peer!.netns, link.peer!.ifname);
       }
+      const requires = [key];
+      // The mark first, on a line of its own: if a later setting fails (a
+      // master that is not there yet), the link is still known to be ours.
+      b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, 'alias', link.alias], { requires });
       const set: (string | number)[] = ['link', 'set', 'dev', link.ifname];
       if (link.type === 'bridge' && link.mtu) set.push('mtu', link.mtu);
-      set.push('alias', link.alias);
       if (link.master) set.push('master', link.master);
       set.push('up');
-      b.add(Step.LinkSet, link.owner, set);
-      for (const a of link.addresses) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname]);
+      b.add(Step.LinkSet, link.owner, set, { requires });
+      for (const a of link.addresses) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname], { requires });
       continue;
     }
     diffLink(b, link, obs);
@@ -274,10 +325,10 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
 
   const batches: Batch[] = [];
   for (const netns of sortNetns([...builders.keys()])) {
-    const lines = builders.get(netns)!.build();
-    if (lines.length > 0) batches.push({ netns, lines, after: [...(after.get(netns) ?? [])].sort() });
+    const { create, lines } = builders.get(netns)!.build();
+    if (create.length + lines.length > 0) batches.push({ netns, create, lines, after: [...(after.get(netns) ?? [])].sort() });
   }
-  if (cleanupLines > 0) batches.push({ netns: HOST_NAMESPACE, lines: cleanup.build(), after: [] });
+  if (cleanupLines > 0) batches.push({ netns: HOST_NAMESPACE, create: [], lines: cleanup.build().lines, after: [] });
   return { batches, blocked };
 }
 

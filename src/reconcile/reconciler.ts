@@ -3,11 +3,11 @@
  * diff) → apply (one `ip -batch` per namespace) → status per resource.
  */
 import type { Logger } from 'pino';
-import { HOST_NAMESPACE, KINDS, type Kind, type LinkStatus, type Resource, type State, type StatusOf } from '../domain/types.js';
+import { HOST_NAMESPACE, KINDS, ownerAlias, type Kind, type LinkStatus, type Resource, type State, type StatusOf } from '../domain/types.js';
 import type { BatchFailure, IpClient, ObservedLink, ObservedNetns } from '../kernel/ip/types.js';
 import type { Store } from '../store/index.js';
 import { buildDesired, ownerRef, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
-import { plan, type Batch, type ObservedState, type Plan } from './plan.js';
+import { plan, type Batch, type ObservedState, type Plan, type PlannedLine } from './plan.js';
 
 /** What one pass did. */
 export interface PassResult {
@@ -106,9 +106,25 @@ export class Reconciler {
   private async apply(p: Plan): Promise<{ failures: Failure[]; readBack: Map<string, ObservedNetns | undefined> }> {
     const failures: Failure[] = [];
     const readBack = new Map<string, ObservedNetns | undefined>();
+    /** Keys of `link add` / `netns add` lines that failed: what needs them must not run. */
+    const notCreated = new Set<string>();
+    const record = (netns: string, lines: PlannedLine[], failed: BatchFailure[]) => {
+      for (const f of failed) {
+        const line = lines[f.index]!;
+        failures.push({ ...f, netns, args: line.args });
+        if (line.creates) notCreated.add(line.creates);
+      }
+    };
     const run = async (batch: Batch) => {
-      const res = await this.ip.apply(batch.netns, batch.lines);
-      for (const f of res.failures) failures.push({ ...f, netns: batch.netns, args: batch.lines[f.index]!.args });
+      if (batch.create.length > 0) record(batch.netns, batch.create, await this.runLines(batch.netns, batch.create));
+      const lines: PlannedLine[] = [];
+      for (const line of batch.lines) {
+        const missing = line.requires?.find((k) => notCreated.has(k));
+        if (missing === undefined) lines.push(line);
+        else failures.push({ index: -1, owner: line.owner, message: `not run: ${missing} could not be created`, netns: batch.netns, args: line.args });
+      }
+      const res = await this.applyLines(batch.netns, lines);
+      record(batch.netns, lines, res.failures);
       readBack.set(batch.netns, res.observed);
     };
     const [head, ...rest] = p.batches;
@@ -128,6 +144,38 @@ export class Reconciler {
     }
     if (cleanup) await run(cleanup);
     return { failures, readBack };
+  }
+
+  /**
+   * `ip.batch`, but a line the client refuses to render (BatchArgError: it
+   * cannot be carried by `ip -batch`) fails alone instead of the whole batch.
+   */
+  private async runLines(netns: string, lines: PlannedLine[]): Promise<BatchFailure[]> {
+    const { lines: ok, refused } = this.renderable(netns, lines);
+    return [...refused, ...(await this.ip.batch(netns, ok.map((l) => l.line))).map((f) => ({ ...f, index: ok[f.index]!.index }))];
+  }
+
+  /** `ip.apply` (write, then read back), with the same treatment of unrenderable lines. */
+  private async applyLines(netns: string, lines: PlannedLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }> {
+    const { lines: ok, refused } = this.renderable(netns, lines);
+    const res = await this.ip.apply(netns, ok.map((l) => l.line));
+    return { observed: res.observed, failures: [...refused, ...res.failures.map((f) => ({ ...f, index: ok[f.index]!.index }))] };
+  }
+
+  /** Splits `lines` into those the client can render and failures for the rest. */
+  private renderable(netns: string, lines: PlannedLine[]): { lines: { line: PlannedLine; index: number }[]; refused: BatchFailure[] } {
+    const refused: BatchFailure[] = [];
+    const ok: { line: PlannedLine; index: number }[] = [];
+    lines.forEach((line, index) => {
+      try {
+        this.ip.checkLine(line);
+        ok.push({ line, index });
+      } catch (err) {
+        refused.push({ index, owner: line.owner, message: (err as Error).message });
+      }
+    });
+    if (refused.length > 0) this.log.warn({ netns, refused }, 'batch lines netkeep cannot render');
+    return { lines: ok, refused };
   }
 
   /**
@@ -188,7 +236,7 @@ export class Reconciler {
     const now = new Date().toISOString();
     const pending = new Map<OwnerRef, string[]>();
     for (const b of remaining.batches) {
-      for (const l of b.lines) {
+      for (const l of [...b.create, ...b.lines]) {
         const list = pending.get(l.owner as OwnerRef) ?? [];
         list.push(`ip ${b.netns ? `-n ${b.netns} ` : ''}${l.args.join(' ')}`);
         pending.set(l.owner as OwnerRef, list);
@@ -200,9 +248,10 @@ export class Reconciler {
     }
     const findLink = (netns: string, ifname: string): ObservedLink | undefined =>
       observed.byNetns.get(netns)?.links.find((l) => l.ifname === ifname);
-    const linkStatus = (netns: string, ifname: string): LinkStatus => {
+    /** The observed link, only when it carries the resource's mark (never a foreign holder's). */
+    const linkStatus = (netns: string, ifname: string, alias: string): LinkStatus => {
       const l = findLink(netns, ifname);
-      return { ifindex: l?.ifindex ?? 0, mac: l?.mac ?? '' };
+      return l?.alias === alias ? { ifindex: l.ifindex, mac: l.mac } : { ifindex: 0, mac: '' };
     };
 
     let notReady = 0;
@@ -223,13 +272,13 @@ export class Reconciler {
           let status: StatusOf[Kind] = base;
           if (kind === 'bridges') {
             const b = r as Resource<'bridges'>;
-            status = { ...base, ...linkStatus(b.spec.namespace, b.spec.ifname) };
+            status = { ...base, ...linkStatus(b.spec.namespace, b.spec.ifname, ownerAlias(kind, b.name)) };
           } else if (kind === 'veths') {
             const v = r as Resource<'veths'>;
             status = {
               ...base,
-              a: linkStatus(v.spec.a.namespace, v.spec.a.ifname),
-              b: linkStatus(v.spec.b.namespace, v.spec.b.ifname),
+              a: linkStatus(v.spec.a.namespace, v.spec.a.ifname, ownerAlias(kind, v.name)),
+              b: linkStatus(v.spec.b.namespace, v.spec.b.ifname, ownerAlias(kind, v.name)),
             };
           }
           if (state === 'FAILED' && (r.status.state !== 'FAILED' || r.status.message !== message)) {

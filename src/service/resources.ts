@@ -9,7 +9,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../domain/errors.js';
-import { RULES } from '../domain/rules.js';
+import { RULES, describeNamespace } from '../domain/rules.js';
 import { KIND_SINGULAR, pendingStatus, type Kind, type Resource, type SpecOf } from '../domain/types.js';
 import { Violations, checkLabels, checkResourceName, checkUnknownFields } from '../domain/validate.js';
 import type { Claims, Store } from '../store/index.js';
@@ -106,14 +106,15 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         );
       }
       const claims = this.checkClaims(name, spec);
-      const revision = opts.validateOnly ? this.store.revision() + 1 : this.store.bumpRevision();
+      // A validateOnly answer has no etag: nothing was stored that it could name.
+      const etag = opts.validateOnly ? '' : etagOf(this.store.bumpRevision());
       const resource: Resource<K> = {
         kind: this.kind,
         name,
         labels,
         spec,
         generation: 1,
-        etag: etagOf(revision),
+        etag,
         createTime: now,
         updateTime: now,
         status: pendingStatus(this.kind),
@@ -174,13 +175,13 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
       const labelsChanged = JSON.stringify(labels) !== JSON.stringify(current.labels);
       if (!specChanged && !labelsChanged) return { resource: current, changed: false };
       const claims = this.checkClaims(name, spec);
-      const revision = opts.validateOnly ? this.store.revision() + 1 : this.store.bumpRevision();
+      const etag = opts.validateOnly ? '' : etagOf(this.store.bumpRevision());
       const next: Resource<K> = {
         ...current,
         labels,
         spec,
         generation: specChanged ? current.generation + 1 : current.generation,
-        etag: etagOf(revision),
+        etag,
         updateTime: new Date().toISOString(),
         status: specChanged ? { ...current.status, state: 'PENDING', message: '' } : current.status,
       };
@@ -212,41 +213,33 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
 
   /**
    * Checks, inside the write transaction, that every resource the spec refers
-   * to exists and that no other resource holds its ifnames or addresses.
+   * to exists, that the spec does not claim one thing twice, and that no other
+   * resource (nor, as last observed, a foreign link) holds what it claims.
    */
   private checkClaims(name: string, spec: SpecOf[K]): Claims {
-    const claims: Claims = {
-      references: this.rules.references(spec),
-      ifnames: this.rules.ifnames(spec),
-      addresses: this.rules.addresses(spec, name),
-    };
+    const claims: Claims = { references: this.rules.references(spec), unique: this.rules.claims(spec, name) };
     for (const r of claims.references) {
       const target = this.store.get(r.kind, r.name);
       if (!target) throw new NotFoundError(r.kind, r.name, r.field);
       if (r.kind === 'bridges') this.checkBridgeNamespace(r.field, spec, target as Resource<'bridges'>);
     }
-    const mine = (o: { kind: Kind; name: string } | undefined) => !o || (o.kind === this.kind && o.name === name);
-    for (const c of claims.ifnames) {
-      const owner = this.store.ifnameOwner(c.namespace, c.ifname);
-      if (!mine(owner)) {
-        throw new AlreadyExistsError(`${c.field}: ${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)}`, [
-          { field: c.field, description: `${describeIfname(c.namespace, c.ifname)} is used by ${ref(owner!.kind, owner!.name)} (${owner!.field})` },
-        ]);
+    const seen = new Map<string, string>();
+    for (const c of claims.unique) {
+      const first = seen.get(`${c.scope}\0${c.key}`);
+      if (first !== undefined && first !== c.field) {
+        throw InvalidArgumentError.field(c.field, `${c.what} is also given in ${first}`);
       }
-      const foreign = owner ? undefined : this.hooks.foreignLink?.(c.namespace, c.ifname);
+      seen.set(`${c.scope}\0${c.key}`, c.field);
+      const owner = this.store.claimOwner(c.scope, c.key);
+      if (owner && !(owner.kind === this.kind && owner.name === name)) {
+        const description = `${c.what} is used by ${ref(owner.kind, owner.name)} (${owner.field})`;
+        throw new AlreadyExistsError(`${c.field}: ${description}`, [{ field: c.field, description }]);
+      }
+      const namespace = c.scope.startsWith('ifname:') ? c.scope.slice('ifname:'.length) : undefined;
+      const foreign = !owner && namespace !== undefined ? this.hooks.foreignLink?.(namespace, c.key) : undefined;
       if (foreign) {
-        throw new FailedPreconditionError(`${c.field}: in ${describeNamespace(c.namespace)}, ${foreign}`, [], [
-          { field: c.field, description: `in ${describeNamespace(c.namespace)}, ${foreign}` },
-        ]);
-      }
-    }
-    for (const c of claims.addresses) {
-      const owner = this.store.addressOwner(c.scope, c.ip);
-      if (!mine(owner)) {
-        const where = c.scope.startsWith('l2:') ? `on bridge ${c.scope.slice(3)}` : `in ${describeNamespace(c.scope.slice(6))}`;
-        throw new AlreadyExistsError(`${c.field}: ${c.ip} is already used ${where} by ${ref(owner!.kind, owner!.name)}`, [
-          { field: c.field, description: `${c.ip} is already used ${where} by ${ref(owner!.kind, owner!.name)} (${owner!.field})` },
-        ]);
+        const description = `in ${describeNamespace(namespace!)}, ${foreign}`;
+        throw new FailedPreconditionError(`${c.field}: ${description}`, [], [{ field: c.field, description }]);
       }
     }
     return claims;
@@ -264,13 +257,6 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
   }
 }
 
-function describeNamespace(ns: string): string {
-  return ns === '' ? 'the host namespace' : `namespace ${ns}`;
-}
-
-function describeIfname(ns: string, ifname: string): string {
-  return `interface name ${ifname} in ${describeNamespace(ns)}`;
-}
 
 /** Etags are opaque: the store revision of the last write, in base 36. */
 function etagOf(revision: number): string {

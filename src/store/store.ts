@@ -6,7 +6,7 @@
  * once (BEGIN IMMEDIATE) so two writers never interleave.
  */
 import Database from 'better-sqlite3';
-import type { AddressClaim, IfnameClaim, Reference } from '../domain/rules.js';
+import type { Claim, Reference } from '../domain/rules.js';
 import type { Kind, Resource, StatusOf } from '../domain/types.js';
 import { migrate } from './migrate.js';
 
@@ -20,8 +20,7 @@ export interface ClaimOwner {
 /** The uniqueness claims and references a resource's spec makes. */
 export interface Claims {
   references: Reference[];
-  ifnames: IfnameClaim[];
-  addresses: AddressClaim[];
+  unique: Claim[];
 }
 
 interface ResourceRow {
@@ -80,25 +79,18 @@ export class Store {
       setStatus: db.prepare('UPDATE resources SET status = ? WHERE kind = ? AND name = ?'),
       delete: db.prepare('DELETE FROM resources WHERE kind = ? AND name = ?'),
       deleteRefs: db.prepare('DELETE FROM refs WHERE from_kind = ? AND from_name = ?'),
-      deleteIfnames: db.prepare('DELETE FROM ifnames WHERE owner_kind = ? AND owner_name = ?'),
-      deleteAddresses: db.prepare('DELETE FROM addresses WHERE owner_kind = ? AND owner_name = ?'),
+      deleteClaims: db.prepare('DELETE FROM claims WHERE owner_kind = ? AND owner_name = ?'),
       insertRef: db.prepare(
         'INSERT INTO refs (from_kind, from_name, field, to_kind, to_name) VALUES (?, ?, ?, ?, ?)',
       ),
-      insertIfname: db.prepare(
-        'INSERT INTO ifnames (namespace, ifname, owner_kind, owner_name, field) VALUES (?, ?, ?, ?, ?)',
-      ),
-      insertAddress: db.prepare(
-        'INSERT INTO addresses (scope, ip, owner_kind, owner_name, field) VALUES (?, ?, ?, ?, ?)',
+      insertClaim: db.prepare(
+        'INSERT INTO claims (scope, key, owner_kind, owner_name, field) VALUES (?, ?, ?, ?, ?)',
       ),
       dependents: db.prepare<[string, string], { kind: string; name: string; field: string }>(
         'SELECT from_kind AS kind, from_name AS name, field FROM refs WHERE to_kind = ? AND to_name = ? ORDER BY 1, 2, 3',
       ),
-      ifnameOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
-        'SELECT owner_kind AS kind, owner_name AS name, field FROM ifnames WHERE namespace = ? AND ifname = ?',
-      ),
-      addressOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
-        'SELECT owner_kind AS kind, owner_name AS name, field FROM addresses WHERE scope = ? AND ip = ?',
+      claimOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
+        'SELECT owner_kind AS kind, owner_name AS name, field FROM claims WHERE scope = ? AND key = ?',
       ),
       revision: db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'revision'"),
       bump: db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'revision'"),
@@ -167,12 +159,9 @@ export class Store {
     return this.stmts.dependents.all(kind, name) as ClaimOwner[];
   }
 
-  ifnameOwner(namespace: string, ifname: string): ClaimOwner | undefined {
-    return this.stmts.ifnameOwner.get(namespace, ifname) as ClaimOwner | undefined;
-  }
-
-  addressOwner(scope: string, ip: string): ClaimOwner | undefined {
-    return this.stmts.addressOwner.get(scope, ip) as ClaimOwner | undefined;
+  /** Who holds `key` in `scope`, if anyone. */
+  claimOwner(scope: string, key: string): ClaimOwner | undefined {
+    return this.stmts.claimOwner.get(scope, key) as ClaimOwner | undefined;
   }
 
   private toRow(r: Resource) {
@@ -191,13 +180,11 @@ export class Store {
 
   private dropClaims(kind: Kind, name: string): void {
     this.stmts.deleteRefs.run(kind, name);
-    this.stmts.deleteIfnames.run(kind, name);
-    this.stmts.deleteAddresses.run(kind, name);
+    this.stmts.deleteClaims.run(kind, name);
   }
 
   private writeClaims(r: Resource, claims: Claims): void {
     for (const ref of claims.references) this.stmts.insertRef.run(r.kind, r.name, ref.field, ref.kind, ref.name);
-    for (const c of claims.ifnames) this.stmts.insertIfname.run(c.namespace, c.ifname, r.kind, r.name, c.field);
-    for (const c of claims.addresses) this.stmts.insertAddress.run(c.scope, c.ip, r.kind, r.name, c.field);
+    for (const c of claims.unique) this.stmts.insertClaim.run(c.scope, c.key, r.kind, r.name, c.field);
   }
 }

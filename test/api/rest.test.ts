@@ -367,7 +367,8 @@ describe('resources', () => {
   });
 
   test('bad pageSize and pageToken are 400 naming them', async () => {
-    for (const q of ['pageSize=0', 'pageSize=1001', 'pageSize=abc', 'pageSize=1.5']) {
+    assert.equal((await s.call('GET', '/v1/namespaces?pageSize=0')).status, 200, 'pageSize=0 means the default, as over gRPC');
+    for (const q of ['pageSize=-1', 'pageSize=1001', 'pageSize=abc', 'pageSize=1.5']) {
       assertRejected(await s.call('GET', `/v1/namespaces?${q}`), { status: 400, code: 'INVALID_ARGUMENT', field: 'pageSize' }, q);
     }
     assertRejected(await s.call('GET', '/v1/namespaces?pageToken=garbage'), { status: 400, code: 'INVALID_ARGUMENT', field: 'pageToken' });
@@ -574,6 +575,8 @@ describe('malformed requests', () => {
     { label: 'malformed percent-encoding in the name', method: 'GET', url: '/v1/bridges/%E0%A4%A', send: {}, want: { status: 400, code: 'INVALID_ARGUMENT' } },
     { label: 'unknown route', method: 'GET', url: '/v1/pools', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
     { label: 'unknown route outside /v1', method: 'GET', url: '/metrics', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
+    { label: 'a gzip body that is not gzip', send: { raw: '{"name":"br-x"}', headers: { 'content-encoding': 'gzip' } }, want: { status: 400, code: 'INVALID_ARGUMENT' } },
+    { label: 'If-Match that is no entity tag', method: 'PATCH', url: '/v1/bridges/br-a', send: { json: { mtu: 1400 }, headers: { 'if-match': ',,,' } }, want: { status: 400, code: 'INVALID_ARGUMENT', field: 'If-Match' } },
     { label: 'unsupported method', method: 'PUT', url: '/v1/bridges/br-a', send: { json: { mtu: 1 } }, want: { status: 405, code: 'UNIMPLEMENTED' } },
   ];
   for (const c of cases) {
@@ -672,6 +675,12 @@ const BAD_INPUTS: BadInput[] = [
   { rule: 'veth end ifname ".."', kind: 'veths', body: veth({}, { ifname: '..' }), want: invalid('b.ifname') },
   { rule: 'veth end ifname of 16 bytes', kind: 'veths', body: veth({ ifname: 'veth0123456789ab' }), want: invalid('a.ifname') },
   { rule: 'route device with a space', kind: 'routes', body: route({ device: 'a b' }), want: invalid('device') },
+  { rule: 'ifname with "#" (ip -batch cannot carry it)', kind: 'bridges', body: bridge({ ifname: 'br#1' }), want: invalid('ifname') },
+  { rule: 'ifname with a quote', kind: 'bridges', body: bridge({ ifname: 'br"1' }), want: invalid('ifname') },
+  { rule: 'ifname with a backslash', kind: 'bridges', body: bridge({ ifname: 'br\\1' }), want: invalid('ifname') },
+  { rule: 'route device with "#"', kind: 'routes', body: route({ device: 'x#y' }), want: invalid('device') },
+  { rule: 'bridge ifname lo', kind: 'bridges', body: bridge({ ifname: 'lo' }), want: invalid('ifname') },
+  { rule: 'veth end ifname lo', kind: 'veths', body: veth({}, { ifname: 'lo', namespace: 'tns' }), want: invalid('b.ifname') },
   // MTU.
   { rule: 'MTU 67', kind: 'bridges', body: bridge({ mtu: 67 }), want: invalid('mtu') },
   { rule: 'MTU 65536', kind: 'bridges', body: bridge({ mtu: 65536 }), want: invalid('mtu') },
@@ -705,6 +714,7 @@ const BAD_INPUTS: BadInput[] = [
   { rule: 'route metric above uint32', kind: 'routes', body: route({ metric: 4294967296 }), want: invalid('metric') },
   // Veth pairs.
   { rule: 'both ends named the same in one namespace', kind: 'veths', body: veth({ ifname: 'same0' }, { ifname: 'same0', namespace: 'tns' }), want: invalid('b.ifname') },
+  { rule: 'one address on both ends of a pair', kind: 'veths', body: veth({ addresses: ['10.9.0.1/24'] }, { ifname: 'bad-b', namespace: 'tns', addresses: ['10.9.0.1/24'] }), want: invalid('b.addresses[0]') },
   // References.
   { rule: 'namespace that does not exist', kind: 'bridges', body: bridge({ namespace: 'ghost' }), want: { status: 404, code: 'NOT_FOUND', field: 'namespace' } },
   { rule: 'route in a namespace that does not exist', kind: 'routes', body: route({ namespace: 'ghost' }), want: { status: 404, code: 'NOT_FOUND', field: 'namespace' } },

@@ -103,6 +103,7 @@ for (const driver of drivers) {
       dirs.push(stateDir);
       const pristine = await kernelState();
       let daemon = await startNetkeepd(stateDir);
+      let monitor: ReturnType<typeof execa> | undefined;
       try {
         // Steps 1-5: the driver creates everything, waits for READY and pings blue → red.
         await driver.run(daemon, 'up');
@@ -113,11 +114,12 @@ for (const driver of drivers) {
         // First let the kernel finish its own work (IPv6 DAD on new links), so
         // the monitor sees only what the restart does.
         await eventually('IPv6 duplicate address detection is done', async () => !(await anyTentative()));
-        const monitor = execa('ip', ['monitor', 'link', 'address', 'route'], { reject: false });
+        monitor = execa('ip', ['monitor', 'link', 'address', 'route'], { reject: false });
         let events = '';
         monitor.stdout!.on('data', (c: Buffer) => (events += c.toString()));
         await new Promise((r) => setTimeout(r, 200));
-        assert.equal(await daemon.stop(), 0, 'SIGTERM exits cleanly');
+        const exit = await daemon.stop();
+        assert.equal(exit, 0, `SIGTERM exits cleanly; the daemon said:\n${daemon.output()}`);
         assert.equal(await kernelState(), before, 'stopping the daemon leaves the kernel as it was');
         daemon = await startNetkeepd(stateDir);
         await new Promise((r) => setTimeout(r, 1500)); // at least one resync pass after start-up
@@ -153,6 +155,7 @@ for (const driver of drivers) {
         await driver.run(daemon, 'down');
         await eventually('the kernel is back to how it was', async () => (await kernelState()) === pristine);
       } finally {
+        monitor?.kill('SIGKILL');
         await daemon.stop();
       }
     });

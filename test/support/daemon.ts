@@ -16,8 +16,8 @@ export interface RunningDaemon {
   grpcSocket: string;
   /** Everything the daemon logged so far (pino JSON lines). */
   output(): string;
-  /** SIGTERM, then waits for exit; resolves with the exit code. */
-  stop(): Promise<number>;
+  /** SIGTERM, then waits for exit; resolves with the exit code, or the signal's name if one killed it. */
+  stop(): Promise<number | string>;
   /** SIGKILL, then waits for exit. */
   kill(): Promise<void>;
 }
@@ -60,7 +60,7 @@ export async function startNetkeepd(
     async stop() {
       child.kill('SIGTERM');
       const result = await child;
-      return result.exitCode ?? -1;
+      return result.exitCode ?? result.signal ?? 'unknown';
     },
     async kill() {
       child.kill('SIGKILL');

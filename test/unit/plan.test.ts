@@ -115,7 +115,12 @@ function converged(): ObservedNetns[] {
   ];
 }
 
-const render = (p: ReturnType<typeof plan>) => p.batches.map((b) => ({ netns: b.netns, lines: b.lines.map((l) => l.args.join(' ')) }));
+/** Each batch as text; `---` separates the create process from the configure process. */
+const render = (p: ReturnType<typeof plan>) =>
+  p.batches.map((b) => ({
+    netns: b.netns,
+    lines: [...b.create.map((l) => l.args.join(' ')), ...(b.create.length > 0 ? ['---'] : []), ...b.lines.map((l) => l.args.join(' '))],
+  }));
 
 describe('plan', () => {
   test('from an empty kernel: one host batch, then one per namespace, in DESIGN.md §3 order', () => {
@@ -127,8 +132,11 @@ describe('plan', () => {
           'netns add blue',
           'link add name br0 address 02:00:00:00:00:01 type bridge',
           'link add name vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
-          'link set dev br0 alias netkeep:bridges/br0 up',
-          'link set dev vh-blue alias netkeep:veths/blue master br0 up',
+          '---',
+          'link set dev br0 alias netkeep:bridges/br0',
+          'link set dev br0 up',
+          'link set dev vh-blue alias netkeep:veths/blue',
+          'link set dev vh-blue master br0 up',
           'addr add 10.50.0.1/24 dev br0',
         ],
       },
@@ -136,13 +144,25 @@ describe('plan', () => {
         netns: 'blue',
         lines: [
           'link set dev lo alias netkeep:namespaces/blue up',
-          'link set dev eth0 alias netkeep:veths/blue up',
+          'link set dev eth0 alias netkeep:veths/blue',
+          'link set dev eth0 up',
           'addr add 10.50.0.2/24 dev eth0',
           'route add default via 10.50.0.1 metric 0 proto 77',
         ],
       },
     ]);
     assert.equal(p.blocked.size, 0);
+  });
+
+  test('lines that configure what this pass creates name it, so they never run on a foreign holder', () => {
+    const p = plan(quickstart(), observed([emptyHost]));
+    const [host, blue] = p.batches;
+    assert.deepEqual(host!.create.map((l) => l.creates), ['netns:blue', 'link:/br0', 'link:/vh-blue']);
+    for (const l of host!.lines) {
+      assert.deepEqual(l.requires, [l.args.includes('br0') && !l.args.includes('master') ? 'link:/br0' : 'link:/vh-blue'], l.args.join(' '));
+    }
+    assert.ok(blue!.lines.every((l) => l.requires?.includes('netns:blue')), 'all of a new namespace needs its netns add');
+    assert.ok(blue!.lines.filter((l) => l.args.includes('eth0')).every((l) => l.requires?.includes('link:/vh-blue')));
   });
 
   test('a converged kernel gives no lines at all (idempotence)', () => {
@@ -173,13 +193,16 @@ describe('plan', () => {
         netns: '',
         lines: [
           'link add name vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
-          'link set dev vh-blue alias netkeep:veths/blue master br0 up',
+          '---',
+          'link set dev vh-blue alias netkeep:veths/blue',
+          'link set dev vh-blue master br0 up',
         ],
       },
       {
         netns: 'blue',
         lines: [
-          'link set dev eth0 alias netkeep:veths/blue up',
+          'link set dev eth0 alias netkeep:veths/blue',
+          'link set dev eth0 up',
           'addr add 10.50.0.2/24 dev eth0',
           'route add default via 10.50.0.1 metric 0 proto 77',
         ],
@@ -238,7 +261,7 @@ describe('plan', () => {
       p.batches.map((b) => [b.netns, b.after]),
       [['', []], ['blue', []], ['red', ['blue']]],
     );
-    assert.equal(p.batches[1]!.lines[0]!.args.join(' '), 'link add name to-blue mtu 1500 type veth peer name to-red netns red mtu 1500');
+    assert.equal(p.batches[1]!.create[0]!.args.join(' '), 'link add name to-blue mtu 1500 type veth peer name to-red netns red mtu 1500');
   });
 
   test('an MTU and address change on an existing veth is applied in place', () => {

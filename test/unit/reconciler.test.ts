@@ -10,14 +10,16 @@ import { FailedPreconditionError } from '../../src/domain/errors.js';
 import { FakeIpClient } from '../../src/kernel/ip/fake.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { createServices, type Services } from '../../src/service/index.js';
-import { openStore } from '../../src/store/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+
 
 let ip: FakeIpClient;
+let store: Store;
 let reconciler: Reconciler;
 let svc: Services;
 
 beforeEach(() => {
-  const store = openStore(':memory:');
+  store = openStore(':memory:');
   ip = new FakeIpClient({ vlanFilteringSupported: false });
   reconciler = new Reconciler(store, ip, pino({ level: 'silent' }));
   svc = createServices(store, {
@@ -104,6 +106,44 @@ describe('reconciler', () => {
     // Once seen, the API refuses that name at create.
     svc.bridges.delete('br9');
     assert.throws(() => svc.bridges.create({ name: 'other', ifname: 'br9' }), FailedPreconditionError);
+  });
+
+  test('a foreign link that takes the name between the read and the create is never configured nor deleted', async () => {
+    svc.bridges.create({ name: 'race', addresses: ['10.53.0.1/24'] });
+    // The foreign link appears right before netkeep's create batch runs.
+    const racing = Object.create(ip) as FakeIpClient;
+    let raced = false;
+    racing.batch = async (netns, lines) => {
+      if (!raced && lines.some((l) => l.args.join(' ').startsWith('link add name race'))) {
+        raced = true;
+        ip.addForeignLink('', { ifname: 'race', kind: 'veth', mtu: 1400, up: false });
+      }
+      return ip.batch(netns, lines);
+    };
+    const r = new Reconciler(store, racing, pino({ level: 'silent' }));
+    await r.pass();
+    assert.ok(raced);
+    const foreign = (await ip.observe('')).links.find((l) => l.ifname === 'race')!;
+    assert.deepEqual([foreign.alias, foreign.mtu, foreign.up, foreign.addresses.length], ['', 1400, false, 0], 'the foreign link is untouched');
+    const br = svc.bridges.get('race');
+    assert.equal(br.status.state, 'FAILED');
+    assert.deepEqual([br.status.ifindex, br.status.mac], [0, ''], 'status never shows the foreign link as ours');
+    svc.bridges.delete('race');
+    await r.pass();
+    assert.ok((await ip.observe('')).links.some((l) => l.ifname === 'race'), 'and it is not deleted with the resource');
+  });
+
+  test('a stored spec the batch cannot carry fails alone; the rest of the pass goes on', async () => {
+    quickstart();
+    // As an older netkeep might have stored it, before the ifname rule.
+    const bad = { ...svc.bridges.get('br0'), name: 'hash', spec: { ...svc.bridges.get('br0').spec, ifname: 'br#1', addresses: [] } };
+    store.insert(bad, { references: [], unique: [] });
+    const result = await reconciler.pass();
+    assert.equal(svc.bridges.get('hash').status.state, 'FAILED');
+    assert.match(svc.bridges.get('hash').status.message, /#/);
+    const others = Object.entries(states()).filter(([k]) => k !== 'bridges/hash');
+    assert.ok(others.every(([, st]) => st === 'READY'), JSON.stringify(others));
+    assert.ok(result.lines > 0);
   });
 
   test('a failed kernel write fails only its resource, with the kernel\'s words', async () => {

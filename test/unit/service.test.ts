@@ -41,7 +41,7 @@ function fails<E extends NetkeepError>(fn: () => unknown, cls: new (...a: never[
 
 /** Everything the store holds, to show a failed request stored nothing. */
 function snapshot() {
-  return JSON.stringify(['resources', 'refs', 'ifnames', 'addresses', 'meta'].map((t) => store.db.prepare(`SELECT * FROM ${t}`).all()));
+  return JSON.stringify(['resources', 'refs', 'claims', 'meta'].map((t) => store.db.prepare(`SELECT * FROM ${t}`).all()));
 }
 
 function quickstart() {
@@ -136,9 +136,53 @@ describe('service', () => {
       AlreadyExistsError,
       'b.addresses[0]',
     );
-    assert.match(e.message, /10\.50\.0\.2 is already used .* by veths\/blue/);
+    assert.match(e.message, /10\.50\.0\.2 on the segment of bridge br0 is used by veths\/blue/);
     fails(() => svc.bridges.create({ name: 'br1', addresses: ['10.50.0.1/16'] }), AlreadyExistsError, 'addresses[0]');
     assert.equal(snapshot(), before);
+  });
+
+  test('a spec may not claim one address twice, nor two routes the same kernel key', () => {
+    svc.namespaces.create({ name: 'red' });
+    const before = snapshot();
+    const e = fails(
+      () =>
+        svc.veths.create({
+          name: 'dup',
+          a: { ifname: 'd1a', namespace: 'red', addresses: ['10.60.0.1/24'] },
+          b: { ifname: 'd1b', namespace: 'red', addresses: ['10.60.0.1/24'] },
+        }),
+      InvalidArgumentError,
+      'b.addresses[0]',
+    );
+    assert.match(e.message, /10\.60\.0\.1 in namespace red is also given in a\.addresses\[0\]/);
+    svc.routes.create({ name: 'r1', namespace: 'red', destination: '10.72.0.0/16', via: '10.50.0.1' });
+    const r = fails(
+      () => svc.routes.create({ name: 'r2', namespace: 'red', destination: '10.72.0.0/16', via: '10.50.0.3' }),
+      AlreadyExistsError,
+      'destination',
+    );
+    assert.match(r.message, /route to 10\.72\.0\.0\/16 with metric 0 in namespace red is used by routes\/r1/);
+    svc.routes.create({ name: 'r3', namespace: 'red', destination: '10.72.0.0/16', via: '10.50.0.3', metric: 10 });
+    // IPv6 metric 0 is the kernel's 1024: the same route.
+    svc.routes.create({ name: 'v6a', destination: 'fd00:9::/64', via: 'fd00::1' });
+    fails(() => svc.routes.create({ name: 'v6b', destination: 'fd00:9::/64', via: 'fd00::2', metric: 1024 }), AlreadyExistsError, 'destination');
+    assert.equal(JSON.parse(snapshot()).length, JSON.parse(before).length);
+  });
+
+  test('a zero-length IPv4 prefix is the default route; IPv6 keeps ::/0 and its family', () => {
+    assert.equal(svc.routes.create({ name: 'z4', destination: '0.0.0.0/0', via: '10.50.0.1' }).spec.destination, 'default');
+    fails(() => svc.routes.create({ name: 'z4b', destination: 'default', via: '10.50.0.9' }), AlreadyExistsError, 'destination');
+    assert.equal(svc.routes.create({ name: 'z6', destination: '::/0', device: 'eth0' }).spec.destination, '::/0');
+    fails(() => svc.routes.create({ name: 'z6b', destination: '::/0', via: 'fd00::1' }), AlreadyExistsError, 'destination');
+  });
+
+  test('ifnames iproute2 batches cannot carry, and lo, are refused', () => {
+    fails(() => svc.bridges.create({ name: 'h', ifname: 'br#1' }), InvalidArgumentError, 'ifname');
+    fails(() => svc.bridges.create({ name: 'h', ifname: "br'1" }), InvalidArgumentError, 'ifname');
+    fails(() => svc.bridges.create({ name: 'h', ifname: 'br\\1' }), InvalidArgumentError, 'ifname');
+    fails(() => svc.routes.create({ name: 'h', destination: '10.1.0.0/16', device: 'x#y' }), InvalidArgumentError, 'device');
+    fails(() => svc.bridges.create({ name: 'h', ifname: 'lo' }), InvalidArgumentError, 'ifname');
+    svc.routes.create({ name: 'via-lo', destination: '10.1.0.0/16', device: 'lo' });
   });
 
   test('a name held by a foreign kernel object is FAILED_PRECONDITION at create', () => {
@@ -161,7 +205,7 @@ describe('service', () => {
     svc.namespaces.delete('blue');
     fails(() => svc.namespaces.get('blue'), NotFoundError);
     fails(() => svc.namespaces.delete('blue'), NotFoundError);
-    assert.deepEqual(store.db.prepare('SELECT * FROM ifnames').all(), []);
+    assert.deepEqual(store.db.prepare('SELECT * FROM claims').all(), []);
   });
 
   test('update: merge patch of live fields bumps generation and etag; labels alone keep generation', () => {

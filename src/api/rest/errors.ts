@@ -221,6 +221,12 @@ export function toProblem(err: unknown, req: RequestContext = {}): MappedError {
         return ok(problem('INVALID_ARGUMENT', err.message, [], 400));
     }
   }
+  // Other client errors of the body reader (a corrupt gzip body: zlib's error
+  // with status 400 and no `type`) are the caller's, not a bug.
+  const status = (err as { status?: unknown } | null)?.status;
+  if (err instanceof Error && typeof status === 'number' && status >= 400 && status < 500) {
+    return ok(problem('INVALID_ARGUMENT', `request body could not be read: ${err.message}`, [], 400));
+  }
   return { problem: problem('INTERNAL', INTERNAL_DETAIL), headers: {}, internal: true };
 }
 

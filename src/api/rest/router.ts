@@ -3,6 +3,7 @@
  * validated against `openapi/netkeep.v1.yaml`), calls the service, and
  * answers; errors propagate to `errors.ts` (express 5 forwards thrown errors).
  */
+import { InvalidArgumentError } from '../../domain/errors.js';
 import express, { type Request, type Response } from 'express';
 import { KINDS, type Kind, type Resource } from '../../domain/types.js';
 import type { ResourceService, Services } from '../../service/types.js';
@@ -27,7 +28,8 @@ export function etagFromIfMatch(header: string | undefined, currentEtag: () => s
   for (const m of header.matchAll(/\s*(?:(?:W\/)?"([^"]*)"|([^,\s]+))\s*(?:,|$)/g)) {
     tags.push(m[1] ?? m[2] ?? '');
   }
-  if (tags.length === 0 || tags.includes('*')) return undefined;
+  if (tags.length === 0) throw InvalidArgumentError.field('If-Match', 'is not an entity tag or a list of them (RFC 9110 §13.1.1)');
+  if (tags.includes('*')) return undefined;
   if (tags.length === 1) return tags[0];
   const current = currentEtag();
   return tags.find((t) => t === current) ?? tags[0];

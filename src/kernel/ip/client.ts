@@ -154,6 +154,10 @@ export class IprouteClient implements IpClient {
     return (await this.runBatch(netns, lines, false)).failures;
   }
 
+  checkLine(line: BatchLine): void {
+    renderBatch([line]);
+  }
+
   async apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }> {
     const { failures, stdout } = await this.runBatch(netns, [...lines, ...READ_BACK], true);
     const reads = failures.filter((f) => f.index >= lines.length);

@@ -203,6 +203,10 @@ export class FakeIpClient implements IpClient {
     return this.execute(ns, lines);
   }
 
+  checkLine(line: BatchLine): void {
+    renderBatch([line]);
+  }
+
   async apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }> {
     const failures = await this.batch(netns, lines);
     if (failures.some((f) => f.message.startsWith('not run')) || (netns !== '' && !this.namespaces.has(netns))) {

@@ -100,6 +100,8 @@ export interface IpClient {
    * stopped before the reads (an aborting line) or the namespace is gone.
    */
   apply(netns: string, lines: BatchLine[]): Promise<{ failures: BatchFailure[]; observed?: ObservedNetns }>;
+  /** Throws BatchArgError when `line` cannot be written into an `ip -batch` script (batch would refuse it). */
+  checkLine(line: BatchLine): void;
 }
 
 /** The route protocol number netkeep marks its routes with (`ip route add … proto 77`). */
