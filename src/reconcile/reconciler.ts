@@ -75,13 +75,15 @@ export class Reconciler {
     this.observed = after;
 
     const notReady = this.writeStatuses(snapshot, after, check, failures);
-    const lines = first.batches.reduce((n, b) => n + b.lines.length, 0);
+    const written = first.batches.flatMap((b) => [...b.create, ...b.lines]);
+    const lines = written.length;
     const durationMs = Math.round(performance.now() - started);
     if (lines > 0) {
       this.log.info(
         {
           lines,
-          namespaces: [...new Set(first.batches.map((b) => b.netns || 'host'))],
+          resources: [...new Set(written.map((l) => l.owner))].slice(0, 20),
+          namespaces: [...new Set(first.batches.map((b) => b.netns || 'host'))].slice(0, 20),
           failures: failures.length,
           notReady,
           durationMs,
