@@ -105,7 +105,28 @@ async function main(): Promise<void> {
     return;
   }
   const log = pino({ level: config.logLevel, base: { service: 'netkeepd' } });
-  let daemon: Daemon;
+  // Listeners stay installed (not `once`): a second signal while draining
+  // (Ctrl-C reaches every process of the terminal's group) must not fall
+  // back to the default action and cut the drain short. They are installed
+  // before start-up, so a signal during the first pass waits for it too.
+  let daemon: Daemon | undefined;
+  let stopping = false;
+  const stop = (d: Daemon) =>
+    d.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.fatal({ err }, 'netkeepd failed to stop cleanly');
+        process.exit(1);
+      },
+    );
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal, alreadyStopping: stopping }, 'signal received');
+    if (stopping) return;
+    stopping = true;
+    if (daemon) void stop(daemon);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
     daemon = await startDaemon(config, { logger: log });
   } catch (err) {
@@ -113,24 +134,7 @@ async function main(): Promise<void> {
     else log.fatal({ err }, 'netkeepd failed to start');
     process.exit(1);
   }
-  // Listeners stay installed (not `once`): a second signal while draining
-  // (Ctrl-C reaches every process of the terminal's group) must not fall
-  // back to the default action and cut the drain short.
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    log.info({ signal, alreadyStopping: stopping }, 'signal received');
-    if (stopping) return;
-    stopping = true;
-    daemon.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.fatal({ err }, 'netkeepd failed to stop cleanly');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  if (stopping) void stop(daemon);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -183,9 +183,16 @@ const vethRules: KindRules<'veths'> = {
       ...namespaceRef(s[end].namespace, `${end}.namespace`),
       ...(s[end].bridge === '' ? [] : [{ kind: 'bridges' as const, name: s[end].bridge, field: `${end}.bridge` }]),
     ]),
-  claims: (s) =>
+  claims: (s, name) =>
     (['a', 'b'] as const).flatMap((end) => [
       ifnameClaim(s[end].namespace, s[end].ifname, `${end}.ifname`),
+      // The two ends are one link layer even without a bridge: an address once per pair.
+      ...s[end].addresses.map((a, i) => ({
+        scope: `pair:${name}`,
+        key: addressIp(a),
+        field: `${end}.addresses[${i}]`,
+        what: `${addressIp(a)} on veth pair ${name}`,
+      })),
       // Both ends of a pair are on the segment of any bridge either end is a port of.
       ...addressClaims(s[end].addresses, s[end].namespace, [s.a.bridge, s.b.bridge], `${end}.addresses`),
     ]),

@@ -62,6 +62,9 @@ export function checkIfname(v: Violations, field: string, value: unknown): strin
     v.add(field, 'may not contain "/", ":" or whitespace');
   } else if (/[\x00-\x1f\x7f]/.test(value)) {
     v.add(field, 'may not contain control characters');
+  } else if (/^if[0-9]+$/.test(value)) {
+    // iproute2 reads an unknown "if<N>" as ifindex N (ll_name_to_index()): it could name another device.
+    v.add(field, 'may not be "if" followed by digits: iproute2 reads that as an interface index');
   } else if (/[#\\'"]/.test(value)) {
     // The kernel takes these, but iproute2's batch tokenizer (makeargs()) cannot carry them.
     v.add(field, 'may not contain "#", "\\" or quotes (netkeep writes names through ip -batch)');

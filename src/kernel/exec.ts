@@ -45,6 +45,10 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     extendEnv: true,
     stripFinalNewline: false,
     timeout: timeoutMs,
+    // A process group of its own: Ctrl-C in the daemon's terminal reaches the
+    // whole foreground group, and must not kill an `ip -batch` halfway (the
+    // daemon drains and lets the batch finish).
+    detached: true,
     ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
   });
   const stdout = typeof result.stdout === 'string' ? result.stdout : '';

@@ -88,6 +88,8 @@ enum Step {
   LinkDel,
   BridgeAdd,
   VethAdd,
+  /** Marks come before every other setting, so a line that fails or stops ip cannot leave a link of ours unmarked. */
+  LinkAlias,
   LinkSet,
   AddrDel,
   AddrAdd,
@@ -178,7 +180,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       }
       // Every line in a namespace made this pass needs the `netns add` to have succeeded.
       host.add(Step.NetnsAdd, owner, ['netns', 'add', netns], { creates: netnsKey(netns) });
-      builder(netns, [netnsKey(netns)]).add(Step.LinkSet, owner, ['link', 'set', 'dev', 'lo', 'alias', alias, 'up']);
+      builder(netns, [netnsKey(netns)]).add(Step.LinkAlias, owner, ['link', 'set', 'dev', 'lo', 'alias', alias, 'up']);
       writable.add(netns);
       continue;
     }
@@ -232,6 +234,14 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       );
     }
   }
+  // Bridges this pass creates (desired.links lists bridges first): a port's
+  // `master` line waits for its bridge's `link add`, or it would enslave the
+  // port to whatever took the name (or make ip stop at a missing master).
+  const creating = new Set<string>();
+  const masterRequires = (link: DesiredLink): string[] => {
+    const key = linkKey(link.netns, link.master);
+    return link.master !== '' && creating.has(key) ? [key] : [];
+  };
   for (const link of desired.links) {
     if (blocked.has(link.owner)) continue;
     const b = builder(link.netns);
@@ -271,16 +281,17 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       const requires = [key];
       // The mark first, on a line of its own: if a later setting fails (a
       // master that is not there yet), the link is still known to be ours.
-      b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, 'alias', link.alias], { requires });
+      b.add(Step.LinkAlias, link.owner, ['link', 'set', 'dev', link.ifname, 'alias', link.alias], { requires });
       const set: (string | number)[] = ['link', 'set', 'dev', link.ifname];
       if (link.type === 'bridge' && link.mtu) set.push('mtu', link.mtu);
       if (link.master) set.push('master', link.master);
       set.push('up');
-      b.add(Step.LinkSet, link.owner, set, { requires });
+      b.add(Step.LinkSet, link.owner, set, { requires: [...requires, ...masterRequires(link)] });
+      if (link.type === 'bridge') creating.add(key);
       for (const a of link.addresses) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname], { requires });
       continue;
     }
-    diffLink(b, link, obs);
+    diffLink(b, link, obs, masterRequires(link));
   }
 
   // Our links that are no longer wanted. A veth pair goes with one `link del`.
@@ -338,13 +349,16 @@ function sameRouteKey(o: ObservedRoute, r: DesiredRoute): boolean {
 }
 
 /** Lines that bring an existing link of ours to the desired settings. */
-function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink): void {
+function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink, masterRequires: string[]): void {
   const set: (string | number)[] = [];
   if (link.mtu && obs.mtu !== link.mtu) set.push('mtu', link.mtu);
   if (link.mac && obs.mac !== link.mac) set.push('address', link.mac);
   if (obs.master !== link.master) set.push(...(link.master ? ['master', link.master] : ['nomaster']));
   if (!obs.up) set.push('up');
-  if (set.length > 0) b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, ...set]);
+  if (set.length > 0) {
+    const requires = obs.master !== link.master ? masterRequires : [];
+    b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, ...set], { requires });
+  }
   if (link.type === 'bridge' && obs.vlanFiltering !== link.vlanFiltering) {
     b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, 'type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0]);
   }

@@ -22,6 +22,7 @@ export interface PassOutcome {
 
 export class Runner {
   private timer: NodeJS.Timeout | undefined;
+  private dueAt = 0;
   private running: Promise<void> | undefined;
   private dirty = false;
   private stopped = false;
@@ -54,6 +55,7 @@ export class Runner {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
     await this.running;
   }
 
@@ -64,10 +66,20 @@ export class Runner {
     await this.runNow();
   }
 
+  /**
+   * Arranges a pass in `delayMs`, unless one is already due sooner: a stream
+   * of triggers must not keep pushing the next pass (or the resync) away.
+   */
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    const due = Date.now() + delayMs;
+    if (this.timer !== undefined && this.dueAt <= due) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.runNow(), delayMs);
+    this.dueAt = due;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runNow();
+    }, delayMs);
     this.timer.unref?.();
   }
 
@@ -77,6 +89,7 @@ export class Runner {
       return this.running;
     }
     clearTimeout(this.timer);
+    this.timer = undefined;
     this.dirty = false;
     this.running = (async () => {
       let healthy = false;

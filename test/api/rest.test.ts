@@ -577,6 +577,7 @@ describe('malformed requests', () => {
     { label: 'unknown route outside /v1', method: 'GET', url: '/metrics', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
     { label: 'a gzip body that is not gzip', send: { raw: '{"name":"br-x"}', headers: { 'content-encoding': 'gzip' } }, want: { status: 400, code: 'INVALID_ARGUMENT' } },
     { label: 'If-Match that is no entity tag', method: 'PATCH', url: '/v1/bridges/br-a', send: { json: { mtu: 1400 }, headers: { 'if-match': ',,,' } }, want: { status: 400, code: 'INVALID_ARGUMENT', field: 'If-Match' } },
+    { label: 'If-Match with an empty entity tag', method: 'PATCH', url: '/v1/bridges/br-a', send: { json: { mtu: 1400 }, headers: { 'if-match': '""' } }, want: { status: 412, code: 'ABORTED' } },
     { label: 'unsupported method', method: 'PUT', url: '/v1/bridges/br-a', send: { json: { mtu: 1 } }, want: { status: 405, code: 'UNIMPLEMENTED' } },
   ];
   for (const c of cases) {

@@ -134,8 +134,8 @@ describe('plan', () => {
           'link add name vh-blue mtu 1500 type veth peer name eth0 netns blue mtu 1500',
           '---',
           'link set dev br0 alias netkeep:bridges/br0',
-          'link set dev br0 up',
           'link set dev vh-blue alias netkeep:veths/blue',
+          'link set dev br0 up',
           'link set dev vh-blue master br0 up',
           'addr add 10.50.0.1/24 dev br0',
         ],
@@ -158,9 +158,15 @@ describe('plan', () => {
     const p = plan(quickstart(), observed([emptyHost]));
     const [host, blue] = p.batches;
     assert.deepEqual(host!.create.map((l) => l.creates), ['netns:blue', 'link:/br0', 'link:/vh-blue']);
-    for (const l of host!.lines) {
-      assert.deepEqual(l.requires, [l.args.includes('br0') && !l.args.includes('master') ? 'link:/br0' : 'link:/vh-blue'], l.args.join(' '));
-    }
+    const requires = Object.fromEntries(host!.lines.map((l) => [l.args.join(' '), l.requires]));
+    assert.deepEqual(requires, {
+      'link set dev br0 alias netkeep:bridges/br0': ['link:/br0'],
+      'link set dev vh-blue alias netkeep:veths/blue': ['link:/vh-blue'],
+      'link set dev br0 up': ['link:/br0'],
+      // A port waits for its own create and for its bridge's.
+      'link set dev vh-blue master br0 up': ['link:/vh-blue', 'link:/br0'],
+      'addr add 10.50.0.1/24 dev br0': ['link:/br0'],
+    });
     assert.ok(blue!.lines.every((l) => l.requires?.includes('netns:blue')), 'all of a new namespace needs its netns add');
     assert.ok(blue!.lines.filter((l) => l.args.includes('eth0')).every((l) => l.requires?.includes('link:/vh-blue')));
   });

@@ -133,6 +133,26 @@ describe('reconciler', () => {
     assert.ok((await ip.observe('')).links.some((l) => l.ifname === 'race'), 'and it is not deleted with the resource');
   });
 
+  test('when a foreign bridge wins the create race, netkeep\'s ports are not enslaved to it, and stay marked', async () => {
+    quickstart();
+    const racing = Object.create(ip) as FakeIpClient;
+    racing.batch = async (netns, lines) => {
+      if (lines.some((l) => l.args.join(' ').startsWith('link add name br0'))) {
+        ip.addForeignLink('', { ifname: 'br0', kind: 'bridge', up: true });
+      }
+      return ip.batch(netns, lines);
+    };
+    await new Reconciler(store, racing, pino({ level: 'silent' })).pass();
+    const host = await ip.observe('');
+    for (const port of ['vh-blue', 'vh-red']) {
+      const l = host.links.find((x) => x.ifname === port)!;
+      assert.equal(l.master, '', `${port} is not a port of the foreign br0`);
+      assert.equal(l.alias, `netkeep:veths/${port.slice(3)}`, `${port} is still marked as netkeep's`);
+    }
+    assert.equal(svc.bridges.get('br0').status.state, 'FAILED');
+    assert.ok(host.links.filter((x) => x.master === 'br0').length === 0);
+  });
+
   test('a stored spec the batch cannot carry fails alone; the rest of the pass goes on', async () => {
     quickstart();
     // As an older netkeep might have stored it, before the ifname rule.

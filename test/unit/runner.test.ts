@@ -90,3 +90,23 @@ test('stop waits for the pass in flight and schedules nothing after', async () =
   await sleep(40);
   assert.equal(passes, n);
 });
+
+test('a steady stream of triggers does not starve the reconciler', async () => {
+  let passes = 0;
+  const runner = new Runner(
+    async () => {
+      passes++;
+      return { healthy: true };
+    },
+    { resyncMs: 60_000, minIntervalMs: 50 },
+    log,
+  );
+  await runner.start();
+  const until = Date.now() + 400;
+  while (Date.now() < until) {
+    runner.trigger();
+    await sleep(10);
+  }
+  await runner.stop();
+  assert.ok(passes >= 4, `a write every 10 ms for 400 ms still gets passes every ~50 ms (got ${passes})`);
+});

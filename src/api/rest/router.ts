@@ -3,7 +3,7 @@
  * validated against `openapi/netkeep.v1.yaml`), calls the service, and
  * answers; errors propagate to `errors.ts` (express 5 forwards thrown errors).
  */
-import { InvalidArgumentError } from '../../domain/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../domain/errors.js';
 import express, { type Request, type Response } from 'express';
 import { KINDS, type Kind, type Resource } from '../../domain/types.js';
 import type { ResourceService, Services } from '../../service/types.js';
@@ -30,6 +30,8 @@ export function etagFromIfMatch(header: string | undefined, currentEtag: () => s
   }
   if (tags.length === 0) throw InvalidArgumentError.field('If-Match', 'is not an entity tag or a list of them (RFC 9110 §13.1.1)');
   if (tags.includes('*')) return undefined;
+  // An empty entity tag names nothing that exists: the condition can never hold (RFC 9110 §13.1.1).
+  if (tags.every((t) => t === '')) throw new AbortedError('If-Match names an empty entity tag, which matches no resource');
   if (tags.length === 1) return tags[0];
   const current = currentEtag();
   return tags.find((t) => t === current) ?? tags[0];
