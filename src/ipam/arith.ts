@@ -156,9 +156,12 @@ export function nextFree(
 ): bigint | undefined {
   if (space.length === 0) return undefined;
   const begin = cursor === undefined ? space[0]!.start : cursor + 1n;
-  // Pass 1: from `begin` to the end of the space; pass 2: from the start up to `begin`.
-  const found = firstFreeIn(space, begin, undefined, allocatedFrom);
-  if (found !== undefined) return found;
+  // Pass 1: from `begin` to the end of the space (none when the cursor is at
+  // its end, possibly the top of the address family); pass 2: from the start up to `begin`.
+  if (begin <= space[space.length - 1]!.end) {
+    const found = firstFreeIn(space, begin, undefined, allocatedFrom);
+    if (found !== undefined) return found;
+  }
   return firstFreeIn(space, space[0]!.start, begin, allocatedFrom);
 }
 

@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import type { Claim, Reference } from '../domain/rules.js';
 import type { Kind, Resource, StatusOf } from '../domain/types.js';
+import { AllocationStore } from './allocations.js';
 import { migrate } from './migrate.js';
 
 /** Who holds a claim. */
@@ -51,6 +52,8 @@ function fromRow<K extends Kind>(row: ResourceRow): Resource<K> {
 
 export class Store {
   readonly db: Database.Database;
+  /** Pools, allocations and next-free cursors (issue 3). */
+  readonly ipam: AllocationStore;
   private readonly stmts;
 
   /** Opens (creating if needed) the database at `path` (':memory:' for tests) and migrates it. */
@@ -62,6 +65,7 @@ export class Store {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     const db = this.db;
+    this.ipam = new AllocationStore(db);
     this.stmts = {
       get: db.prepare<[string, string], ResourceRow>('SELECT * FROM resources WHERE kind = ? AND name = ?'),
       page: db.prepare<[string, string, number], ResourceRow>(

@@ -1,0 +1,541 @@
+/**
+ * IPAM use cases (issue 3): IpPool CRUD and allocations. Validate → one
+ * IMMEDIATE store transaction → return. Not wired to the API or the
+ * reconciler yet.
+ *
+ * Rules (each tested in test/unit/ipam-service.test.ts):
+ * - Pools may not overlap one another (IPv4 and IPv6), checked inside the
+ *   write transaction: AlreadyExistsError on `cidr`.
+ * - Next-free moves forward from the persisted cursor (the last address it
+ *   handed out) and wraps, like CNI host-local.
+ * - The gateway and reserved addresses are never handed out; IPv4 network
+ *   and broadcast addresses only in /31 and /32 (RFC 3021); the IPv6
+ *   subnet-router anycast address (RFC 4291 §2.6.1) never, /127 and /128
+ *   excepted (RFC 6164). See ipam/arith.ts.
+ * - `ranges` limit automatic allocation only: an address requested
+ *   explicitly may be any host address of the cidr that is not the gateway
+ *   or reserved.
+ * - Cost follows the allocations, never the pool size: next-free reads the
+ *   allocations lazily from the cursor, counts are COUNTs over index ranges.
+ */
+import {
+  AbortedError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+} from '../domain/errors.js';
+import {
+  POOL_FIELDS,
+  POOL_IMMUTABLE,
+  POOL_KIND,
+  checkOwner,
+  normalizePoolSpec,
+  type Allocation,
+  type IpPool,
+  type IpPoolSpec,
+  type IpPoolStatus,
+} from '../domain/ipam.js';
+import { Violations, checkLabels, checkResourceName, checkUnknownFields, optString } from '../domain/validate.js';
+import {
+  addressValue,
+  allocatable,
+  contains,
+  countIntervals,
+  formatAddress,
+  fromSortKey,
+  hostInterval,
+  nextFree,
+  overlaps,
+  parseNetwork,
+  sortKey,
+  subtractIntervals,
+  type Interval,
+  type Network,
+} from '../ipam/arith.js';
+import type { StoredAllocation } from '../store/allocations.js';
+import type { Store } from '../store/store.js';
+import { mergePatch } from './resources.js';
+import type { ListOptions, WriteOptions } from './types.js';
+
+const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
+const ALLOCATION_FIELDS = ['address', 'owner', 'labels', 'pool', 'createTime'];
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+/** How many owners an error message names before "and N more". */
+const NAMED_OWNERS = 20;
+
+export interface IpamHooks {
+  /** Called after every committed pool write (not after allocations: their owners trigger). */
+  onChange?(): void;
+}
+
+/** The body of an Allocate request. All fields optional. */
+export interface AllocateRequest {
+  /** Take exactly this address; absent or "" takes the next free one. */
+  address?: string;
+  /** Free-form holder reference; the same owner again returns its allocation. */
+  owner?: string;
+  labels?: Record<string, string>;
+}
+
+export interface PoolList {
+  items: IpPool[];
+  nextPageToken: string;
+}
+
+export interface AllocationList {
+  items: Allocation[];
+  nextPageToken: string;
+}
+
+/** A pool's spec as intervals. */
+interface Space {
+  network: Network;
+  /** The addresses that may ever be handed out (hostInterval). */
+  hosts: Interval;
+  /** Gateway and reserved, as intervals (not normalized). */
+  excluded: Interval[];
+  /** Ranges (or all hosts) clipped to hosts, before exclusions. */
+  base: Interval[];
+  /** The automatic allocation space: base minus excluded. */
+  space: Interval[];
+}
+
+function spaceOf(spec: IpPoolSpec): Space {
+  const network = parseNetwork(spec.cidr)!;
+  const v = (t: string) => addressValue(t)!.value;
+  const ranges = spec.ranges.map((r) => ({ start: v(r.start), end: v(r.end) }));
+  const excluded = [
+    ...(spec.gateway === '' ? [] : [{ start: v(spec.gateway), end: v(spec.gateway) }]),
+    ...spec.reserved.map((r) => (typeof r === 'string' ? { start: v(r), end: v(r) } : { start: v(r.start), end: v(r.end) })),
+  ];
+  return {
+    network,
+    hosts: hostInterval(network)!,
+    excluded,
+    base: allocatable(network, ranges, []),
+    space: allocatable(network, ranges, excluded),
+  };
+}
+
+function poolRef(name: string): string {
+  return `pools/${name}`;
+}
+
+function encodeToken(scope: string, after: string): string {
+  return Buffer.from(JSON.stringify({ k: scope, a: after })).toString('base64url');
+}
+
+function decodeToken(scope: string, token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { k?: unknown; a?: unknown };
+    if (parsed.k === scope && typeof parsed.a === 'string') return parsed.a;
+  } catch {
+    /* fall through */
+  }
+  throw InvalidArgumentError.field('pageToken', 'is not a token from a previous page of this list');
+}
+
+function pageLimit(opts: ListOptions): number {
+  const size = opts.pageSize ?? 0;
+  if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
+    throw InvalidArgumentError.field('pageSize', `must be between 0 and ${MAX_PAGE_SIZE}`);
+  }
+  return size === 0 ? DEFAULT_PAGE_SIZE : size;
+}
+
+function etagOf(revision: number): string {
+  return revision.toString(36);
+}
+
+function checkEtag(current: IpPool, etag: string | undefined): void {
+  if (etag !== undefined && etag !== '' && etag !== current.etag) {
+    throw new AbortedError(`${poolRef(current.name)} has etag ${current.etag}, not ${etag}: it changed since it was read`);
+  }
+}
+
+function publicAllocation(a: StoredAllocation): Allocation {
+  return { pool: a.pool, address: a.address, owner: a.owner, labels: a.labels, createTime: a.createTime };
+}
+
+/** "veths/a/b, 10.0.0.7 (no owner) and 3 more", for messages. */
+function describeHolders(list: StoredAllocation[], more: number): string {
+  const names = list.map((a) => (a.owner === '' ? `${a.address} (no owner)` : `${a.owner} (${a.address})`));
+  return names.join(', ') + (more > 0 ? ` and ${more} more` : '');
+}
+
+export class IpamService {
+  constructor(
+    private readonly store: Store,
+    private readonly hooks: IpamHooks = {},
+  ) {}
+
+  private get repo() {
+    return this.store.ipam;
+  }
+
+  // --- pools -----------------------------------------------------------------
+
+  /**
+   * Creates a pool from `{name, labels, cidr, gateway, ranges, reserved}`.
+   * Throws InvalidArgumentError (a violation per bad field), AlreadyExistsError
+   * (the name is taken, or `cidr` overlaps another pool's).
+   */
+  createPool(input: Record<string, unknown>, opts: WriteOptions = {}): IpPool {
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      throw InvalidArgumentError.field('pool', 'must be an object');
+    }
+    const v = new Violations();
+    checkUnknownFields(v, '', input, ['name', 'labels', ...READ_ONLY_FIELDS, ...POOL_FIELDS]);
+    const name = checkResourceName(v, 'name', input.name);
+    const labels = checkLabels(v, 'labels', input.labels);
+    const spec = normalizePoolSpec(v, input);
+    v.throwIfAny();
+
+    const now = new Date().toISOString();
+    const pool = this.store.transaction(() => {
+      if (this.repo.getPool(name)) {
+        throw new AlreadyExistsError(`${poolRef(name)} already exists`, [
+          { field: 'name', description: `${poolRef(name)} already exists` },
+        ]);
+      }
+      this.checkOverlap(name, spec);
+      const etag = opts.validateOnly ? '' : etagOf(this.store.bumpRevision());
+      const p: IpPool = {
+        kind: POOL_KIND,
+        name,
+        labels,
+        spec,
+        generation: 1,
+        etag,
+        createTime: now,
+        updateTime: now,
+        status: { state: 'READY', message: '', observedGeneration: 1, lastReconcileTime: '', total: '0', allocated: '0', free: '0' },
+      };
+      if (!opts.validateOnly) this.repo.insertPool(p);
+      return this.withCounts(p);
+    });
+    if (!opts.validateOnly) this.hooks.onChange?.();
+    return pool;
+  }
+
+  /** Throws NotFoundError. */
+  getPool(name: string): IpPool {
+    return this.withCounts(this.mustGetPool(name));
+  }
+
+  /** Pools by name, `{items, nextPageToken}`. Throws InvalidArgumentError on a bad pageSize/pageToken. */
+  listPools(opts: ListOptions = {}): PoolList {
+    const limit = pageLimit(opts);
+    const after = opts.pageToken ? decodeToken(POOL_KIND, opts.pageToken) : '';
+    const rows = this.repo.pagePools(after, limit + 1);
+    const items = rows.slice(0, limit).map((p) => this.withCounts(p));
+    return { items, nextPageToken: rows.length > limit ? encodeToken(POOL_KIND, items[items.length - 1]!.name) : '' };
+  }
+
+  /**
+   * Applies a JSON merge patch (RFC 7396) to `{labels, cidr, gateway, ranges, reserved}`.
+   * Throws InvalidArgumentError (bad field; `cidr` is immutable), NotFoundError,
+   * AbortedError (etag), FailedPreconditionError naming the owners when the
+   * change would strand allocations (the gateway or a reserved entry over an
+   * allocated address, or a range that no longer covers one it used to).
+   */
+  updatePool(name: string, patch: Record<string, unknown>, opts: WriteOptions = {}): IpPool {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
+      throw InvalidArgumentError.field('pool', 'a patch must be a JSON object');
+    }
+    const result = this.store.transaction(() => {
+      const current = this.mustGetPool(name);
+      checkEtag(current, opts.etag);
+      const v = new Violations();
+      checkUnknownFields(v, '', patch, ['name', 'labels', ...READ_ONLY_FIELDS, ...POOL_FIELDS]);
+      if ('name' in patch && patch.name !== name) v.add('name', 'is immutable: it is the resource id');
+      const editable = Object.fromEntries(Object.entries(patch).filter(([k]) => k !== 'name' && !READ_ONLY_FIELDS.includes(k)));
+      const merged = mergePatch({ labels: current.labels, ...structuredClone(current.spec) }, editable) as Record<string, unknown>;
+      const labels = checkLabels(v, 'labels', merged.labels);
+      const spec = normalizePoolSpec(v, merged);
+      for (const f of POOL_IMMUTABLE) {
+        if (spec[f] !== current.spec[f]) v.add(f, 'is immutable: delete and re-create the pool to change it');
+      }
+      v.throwIfAny();
+
+      const specChanged = JSON.stringify(spec) !== JSON.stringify(current.spec);
+      const labelsChanged = JSON.stringify(labels) !== JSON.stringify(current.labels);
+      if (!specChanged && !labelsChanged) return { pool: current, changed: false };
+      if (specChanged) this.checkStranded(current, spec);
+      const generation = specChanged ? current.generation + 1 : current.generation;
+      const next: IpPool = {
+        ...current,
+        labels,
+        spec,
+        generation,
+        etag: opts.validateOnly ? '' : etagOf(this.store.bumpRevision()),
+        updateTime: new Date().toISOString(),
+        status: { ...current.status, observedGeneration: generation },
+      };
+      if (!opts.validateOnly) this.repo.replacePool(next);
+      return { pool: next, changed: !opts.validateOnly };
+    });
+    if (result.changed) this.hooks.onChange?.();
+    return this.withCounts(result.pool);
+  }
+
+  /** Throws NotFoundError, AbortedError, FailedPreconditionError naming the owners while the pool has allocations. */
+  deletePool(name: string, opts: WriteOptions = {}): void {
+    this.store.transaction(() => {
+      const current = this.mustGetPool(name);
+      checkEtag(current, opts.etag);
+      const n = this.repo.count(name);
+      if (n > 0) {
+        const shown = this.repo.page(name, '', NAMED_OWNERS);
+        throw new FailedPreconditionError(
+          `${poolRef(name)} still has ${n} allocation${n === 1 ? '' : 's'}: ${describeHolders(shown, n - shown.length)}; release them first`,
+          this.repo.owners(name, NAMED_OWNERS),
+        );
+      }
+      if (opts.validateOnly) return;
+      this.repo.deletePool(name);
+      this.store.bumpRevision();
+    });
+    if (!opts.validateOnly) this.hooks.onChange?.();
+  }
+
+  // --- allocations -----------------------------------------------------------
+
+  /**
+   * Allocates one address of `pool`: exactly `req.address` when given, else
+   * the next free one after the pool's cursor (wrapping). The same non-empty
+   * owner again returns its existing allocation unchanged (idempotent retry).
+   *
+   * Throws NotFoundError (pool), InvalidArgumentError (malformed address,
+   * other family, outside the cidr, not a host address: IPv4 network or
+   * broadcast below /31, IPv6 subnet-router anycast below /127),
+   * FailedPreconditionError (the gateway or a reserved address),
+   * AlreadyExistsError (address taken; or the owner already holds another
+   * address in this pool), ResourceExhaustedError (no free address).
+   */
+  allocate(pool: string, req: AllocateRequest = {}, opts: WriteOptions = {}): Allocation {
+    if (req === null || typeof req !== 'object' || Array.isArray(req)) {
+      throw InvalidArgumentError.field('allocation', 'must be an object');
+    }
+    const v = new Violations();
+    checkUnknownFields(v, '', req as Record<string, unknown>, ALLOCATION_FIELDS);
+    const addressText = optString(v, 'address', req.address);
+    const owner = checkOwner(v, 'owner', req.owner);
+    const labels = checkLabels(v, 'labels', req.labels);
+    v.throwIfAny();
+
+    return this.store.transaction(() => {
+      const p = this.mustGetPool(pool);
+      const sp = spaceOf(p.spec);
+      const family = sp.network.family;
+      const requested = addressText === '' ? undefined : this.checkRequested(p, sp, addressText);
+
+      const mine = this.repo.byOwner(pool, owner);
+      if (mine) {
+        if (requested !== undefined && requested !== fromSortKey(mine.sortKey)) {
+          const description = `${owner} already holds ${mine.address} in ${poolRef(pool)}`;
+          throw new AlreadyExistsError(description, [{ field: 'owner', description }]);
+        }
+        return publicAllocation(mine);
+      }
+
+      let value: bigint;
+      if (requested !== undefined) {
+        const held = this.repo.get(pool, sortKey(family, requested));
+        if (held) {
+          const description = `${held.address} is already allocated${held.owner === '' ? '' : ` to ${held.owner}`}`;
+          throw new AlreadyExistsError(description, [{ field: 'address', description }]);
+        }
+        value = requested;
+      } else {
+        const found = this.nextFree(pool, sp);
+        if (found === undefined) {
+          throw new ResourceExhaustedError(`${poolRef(pool)} (${p.spec.cidr}) has no free address`);
+        }
+        value = found;
+      }
+      const a: StoredAllocation = {
+        pool,
+        address: formatAddress(family, value),
+        owner,
+        labels,
+        createTime: new Date().toISOString(),
+        sortKey: sortKey(family, value),
+      };
+      if (!opts.validateOnly) {
+        this.repo.insert(a);
+        if (requested === undefined) this.repo.setCursor(pool, a.sortKey);
+        this.store.bumpRevision();
+      }
+      return publicAllocation(a);
+    });
+  }
+
+  /** Throws NotFoundError (pool or allocation), InvalidArgumentError (malformed address). */
+  getAllocation(pool: string, address: string): Allocation {
+    const p = this.mustGetPool(pool);
+    const key = this.keyOf(p, address);
+    const a = key === undefined ? undefined : this.repo.get(pool, key);
+    if (!a) throw new NotFoundError(`${poolRef(pool)}/allocations`, address);
+    return publicAllocation(a);
+  }
+
+  /** A pool's allocations in address order, `{items, nextPageToken}`. Throws NotFoundError, InvalidArgumentError. */
+  listAllocations(pool: string, opts: ListOptions = {}): AllocationList {
+    const limit = pageLimit(opts);
+    this.mustGetPool(pool);
+    const scope = `${poolRef(pool)}/allocations`;
+    const after = opts.pageToken ? decodeToken(scope, opts.pageToken) : '';
+    const rows = this.repo.page(pool, after, limit + 1);
+    const items = rows.slice(0, limit);
+    return {
+      items: items.map(publicAllocation),
+      nextPageToken: rows.length > limit ? encodeToken(scope, items[items.length - 1]!.sortKey) : '',
+    };
+  }
+
+  /** Every allocation `owner` holds, in any pool (for releasing a deleted resource's addresses later). */
+  allocationsOf(owner: string): Allocation[] {
+    return owner === '' ? [] : this.repo.ofOwner(owner).map(publicAllocation);
+  }
+
+  /** Releases one allocation. The cursor stays, so the address is not reused at once. Throws NotFoundError, InvalidArgumentError. */
+  release(pool: string, address: string, opts: WriteOptions = {}): void {
+    this.store.transaction(() => {
+      const p = this.mustGetPool(pool);
+      const key = this.keyOf(p, address);
+      if (key === undefined || !this.repo.get(pool, key)) throw new NotFoundError(`${poolRef(pool)}/allocations`, address);
+      if (opts.validateOnly) return;
+      this.repo.delete(pool, key);
+      this.store.bumpRevision();
+    });
+  }
+
+  // --- internals -------------------------------------------------------------
+
+  private mustGetPool(name: string): IpPool {
+    const p = this.repo.getPool(name);
+    if (!p) throw new NotFoundError('pools', name);
+    return p;
+  }
+
+  /** The sort key of `address` in `p`, or undefined when it cannot be in the pool. Throws InvalidArgumentError when malformed. */
+  private keyOf(p: IpPool, address: string): string | undefined {
+    const a = typeof address === 'string' ? addressValue(address) : undefined;
+    if (!a) throw InvalidArgumentError.field('address', `"${String(address)}" is not an IP address`);
+    const n = parseNetwork(p.spec.cidr)!;
+    if (a.family !== n.family || a.value < n.first || a.value > n.last) return undefined;
+    return sortKey(a.family, a.value);
+  }
+
+  /** Checks an explicitly requested address against the pool; returns its value. */
+  private checkRequested(p: IpPool, sp: Space, text: string): bigint {
+    const a = addressValue(text);
+    if (!a) throw InvalidArgumentError.field('address', `"${text}" is not an IP address`);
+    const n = sp.network;
+    if (a.family !== n.family) throw InvalidArgumentError.field('address', `is IPv${a.family} but ${poolRef(p.name)} is IPv${n.family}`);
+    const shown = formatAddress(a.family, a.value);
+    if (a.value < n.first || a.value > n.last) {
+      throw InvalidArgumentError.field('address', `${shown} is outside ${poolRef(p.name)} (${p.spec.cidr})`);
+    }
+    if (!contains(sp.hosts, a.value)) {
+      const what =
+        n.family === 6 ? 'the subnet-router anycast address (RFC 4291 §2.6.1)' : a.value === n.first ? 'the network address' : 'the broadcast address';
+      throw InvalidArgumentError.field('address', `${shown} is ${what} of ${p.spec.cidr}, not a host address`);
+    }
+    const gw = p.spec.gateway === '' ? undefined : addressValue(p.spec.gateway)!.value;
+    if (gw === a.value) {
+      throw new FailedPreconditionError(`${shown} is the gateway of ${poolRef(p.name)}`, [], [
+        { field: 'address', description: `${shown} is the pool's gateway` },
+      ]);
+    }
+    if (sp.excluded.some((i) => contains(i, a.value))) {
+      throw new FailedPreconditionError(`${shown} is reserved in ${poolRef(p.name)}`, [], [
+        { field: 'address', description: `${shown} is reserved in the pool` },
+      ]);
+    }
+    return a.value;
+  }
+
+  /**
+   * arith.nextFree over the persisted cursor, reading allocations lazily from
+   * the store. Every iterator it opens is closed before returning, since an
+   * open better-sqlite3 iterator keeps the connection busy.
+   */
+  private nextFree(pool: string, sp: Space): bigint | undefined {
+    const family = sp.network.family;
+    const cursorKey = this.repo.cursor(pool);
+    const open: Iterator<string>[] = [];
+    const from = (x: bigint): Iterable<bigint> => {
+      // nextFree reads one pass at a time: close the last pass's iterator (same statement) first.
+      for (const o of open.splice(0)) o.return?.();
+      const it = this.repo.allocatedFrom(pool, sortKey(family, x));
+      open.push(it);
+      return (function* () {
+        for (const k of it) yield fromSortKey(k);
+      })();
+    };
+    try {
+      return nextFree(sp.space, cursorKey === undefined ? undefined : fromSortKey(cursorKey), from);
+    } finally {
+      for (const it of open) it.return?.();
+    }
+  }
+
+  /** Refuses a cidr that shares any address with another pool's (same family). */
+  private checkOverlap(name: string, spec: IpPoolSpec): void {
+    const mine = parseNetwork(spec.cidr)!;
+    for (const other of this.repo.allPools()) {
+      if (other.name === name) continue;
+      const theirs = parseNetwork(other.spec.cidr)!;
+      if (theirs.family !== mine.family) continue;
+      if (overlaps({ start: mine.first, end: mine.last }, { start: theirs.first, end: theirs.last })) {
+        const description = `${spec.cidr} overlaps ${other.spec.cidr} of ${poolRef(other.name)}`;
+        throw new AlreadyExistsError(description, [{ field: 'cidr', description }]);
+      }
+    }
+  }
+
+  /** Refuses a new spec that would leave allocations on the gateway, a reserved entry, or outside ranges they were in. */
+  private checkStranded(current: IpPool, spec: IpPoolSpec): void {
+    const before = spaceOf(current.spec);
+    const after = spaceOf(spec);
+    const lost = [...after.excluded, ...subtractIntervals(before.base, after.base)];
+    const found = new Map<string, StoredAllocation>();
+    for (const i of lost) {
+      const fam = after.network.family;
+      const lo = sortKey(fam, i.start);
+      const hi = sortKey(fam, i.end);
+      for (const a of this.repo.between(current.name, lo, hi, NAMED_OWNERS)) found.set(a.sortKey, a);
+      if (found.size >= NAMED_OWNERS) break;
+    }
+    if (found.size === 0) return;
+    const list = [...found.values()].sort((x, y) => (x.sortKey < y.sortKey ? -1 : 1));
+    throw new FailedPreconditionError(
+      `the change to ${poolRef(current.name)} would strand allocations: ${describeHolders(list, 0)}${
+        found.size >= NAMED_OWNERS ? ' and possibly more' : ''
+      }; release them first`,
+      [...new Set(list.map((a) => a.owner).filter((o) => o !== ''))],
+    );
+  }
+
+  /** The pool with its counts: COUNTs over the allocatable intervals, no enumeration. */
+  private withCounts(p: IpPool): IpPool {
+    const sp = spaceOf(p.spec);
+    const total = countIntervals(sp.space);
+    let inSpace = 0n;
+    for (const i of sp.space) {
+      inSpace += BigInt(this.repo.countBetween(p.name, sortKey(sp.network.family, i.start), sortKey(sp.network.family, i.end)));
+    }
+    const status: IpPoolStatus = {
+      ...p.status,
+      total: total.toString(),
+      allocated: String(this.repo.count(p.name)),
+      free: (total - inSpace).toString(),
+    };
+    return { ...p, status };
+  }
+}
