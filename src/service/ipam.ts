@@ -18,6 +18,7 @@
  * - Cost follows the allocations, never the pool size: next-free reads the
  *   allocations lazily from the cursor, counts are COUNTs over index ranges.
  */
+import { decodePageToken, encodePageToken } from './paging.js';
 import {
   AbortedError,
   AlreadyExistsError,
@@ -124,19 +125,6 @@ function poolRef(name: string): string {
   return `pools/${name}`;
 }
 
-function encodeToken(scope: string, after: string): string {
-  return Buffer.from(JSON.stringify({ k: scope, a: after })).toString('base64url');
-}
-
-function decodeToken(scope: string, token: string): string {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { k?: unknown; a?: unknown };
-    if (parsed.k === scope && typeof parsed.a === 'string') return parsed.a;
-  } catch {
-    /* fall through */
-  }
-  throw InvalidArgumentError.field('pageToken', 'is not a token from a previous page of this list');
-}
 
 function pageLimit(opts: ListOptions): number {
   const size = opts.pageSize ?? 0;
@@ -229,10 +217,10 @@ export class IpamService {
   /** Pools by name, `{items, nextPageToken}`. Throws InvalidArgumentError on a bad pageSize/pageToken. */
   listPools(opts: ListOptions = {}): PoolList {
     const limit = pageLimit(opts);
-    const after = opts.pageToken ? decodeToken(POOL_KIND, opts.pageToken) : '';
+    const after = opts.pageToken ? decodePageToken(POOL_KIND, opts.pageToken) : '';
     const rows = this.repo.pagePools(after, limit + 1);
     const items = rows.slice(0, limit).map((p) => this.withCounts(p));
-    return { items, nextPageToken: rows.length > limit ? encodeToken(POOL_KIND, items[items.length - 1]!.name) : '' };
+    return { items, nextPageToken: rows.length > limit ? encodePageToken(POOL_KIND, items[items.length - 1]!.name) : '' };
   }
 
   /**
@@ -388,12 +376,12 @@ export class IpamService {
     const limit = pageLimit(opts);
     this.mustGetPool(pool);
     const scope = `${poolRef(pool)}/allocations`;
-    const after = opts.pageToken ? decodeToken(scope, opts.pageToken) : '';
+    const after = opts.pageToken ? decodePageToken(scope, opts.pageToken) : '';
     const rows = this.repo.page(pool, after, limit + 1);
     const items = rows.slice(0, limit);
     return {
       items: items.map(publicAllocation),
-      nextPageToken: rows.length > limit ? encodeToken(scope, items[items.length - 1]!.sortKey) : '',
+      nextPageToken: rows.length > limit ? encodePageToken(scope, items[items.length - 1]!.sortKey) : '',
     };
   }
 

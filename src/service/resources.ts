@@ -2,6 +2,7 @@
  * The use cases of every kind: validate → one store transaction → trigger the
  * reconciler → return the resource. Knows nothing of HTTP, gRPC or the kernel.
  */
+import { decodePageToken, encodePageToken } from './paging.js';
 import {
   AbortedError,
   AlreadyExistsError,
@@ -55,19 +56,6 @@ function ref(kind: Kind, name: string): string {
   return `${kind}/${name}`;
 }
 
-function encodePageToken(kind: Kind, after: string): string {
-  return Buffer.from(JSON.stringify({ k: kind, a: after })).toString('base64url');
-}
-
-function decodePageToken(kind: Kind, token: string): string {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { k?: unknown; a?: unknown };
-    if (parsed.k === kind && typeof parsed.a === 'string') return parsed.a;
-  } catch {
-    /* fall through */
-  }
-  throw InvalidArgumentError.field('pageToken', 'is not a token from a previous page of this list');
-}
 
 export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
   constructor(
