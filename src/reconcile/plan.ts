@@ -326,10 +326,18 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       builder(r.netns).add(Step.RouteAdd, r.owner, ['route', 'replace', ...routeArgs(r)]);
     }
   }
+  // Links that go away this pass, with the peers that go with them: their routes go too.
+  const vanishing = new Set<string>();
+  for (const netns of writable) {
+    for (const l of observed.byNetns.get(netns)?.links ?? []) {
+      if (deletedAliases.has(l.alias) && !wanted.has(`${netns}\0${l.ifname}\0${l.alias}`)) vanishing.add(`${netns}\0${l.ifname}`);
+    }
+  }
   for (const netns of writable) {
     for (const o of observed.byNetns.get(netns)?.routes ?? []) {
       if (o.protocol !== PROTO) continue;
       if (desired.routes.some((r) => r.netns === netns && sameRouteKey(o, r))) continue;
+      if (o.device !== '' && vanishing.has(`${netns}\0${o.device}`)) continue;
       builder(netns).add(Step.RouteDel, 'routes/unknown' as OwnerRef, ['route', 'del', ...routeArgs(o)]);
     }
   }

@@ -227,6 +227,13 @@ describe('plan', () => {
     ]);
   });
 
+  test('routes through a veth that goes away this pass are not deleted separately (they go with it)', () => {
+    const d = buildDesired({ namespaces: [res('namespaces', 'blue', {})], bridges: [], veths: [], routes: [] });
+    const lines = render(plan(d, observed(converged()))).flatMap((b) => b.lines);
+    assert.ok(lines.includes('link del dev vh-blue'));
+    assert.ok(!lines.some((l) => l.startsWith('route del')), lines.join('\n'));
+  });
+
   test('a foreign link, netns or route holding a name blocks that resource and is never written', () => {
     const host: ObservedNetns = {
       netns: '',
