@@ -1,4 +1,5 @@
 import type { Store } from '../store/index.js';
+import { IpamService } from './ipam.js';
 import { ResourceServiceImpl, type ServiceHooks } from './resources.js';
 import type { Services } from './types.js';
 
@@ -12,6 +13,7 @@ export function createServices(store: Store, hooks: ServiceHooks): Services {
     bridges: new ResourceServiceImpl('bridges', store, hooks),
     veths: new ResourceServiceImpl('veths', store, hooks),
     routes: new ResourceServiceImpl('routes', store, hooks),
+    ipam: new IpamService(store, { onChange: () => hooks.onChange() }),
     ready: () => hooks.ready(),
   };
 }

@@ -4,6 +4,7 @@
  * or the kernel.
  */
 import type { Kind, Resource } from '../domain/types.js';
+import type { IpamService } from './ipam.js';
 
 export interface ListOptions {
   /** 1–1000; 0 or absent means 100. */
@@ -50,6 +51,8 @@ export interface ResourceService<K extends Kind> {
 }
 
 export type Services = { [K in Kind]: ResourceService<K> } & {
+  /** IpPools and their allocations (issue 3). */
+  ipam: IpamService;
   /** True once the first reconcile pass is done and until shutdown begins. */
   ready(): boolean;
 };
