@@ -23,6 +23,8 @@ export type Namespace = components['schemas']['Namespace'];
 export type Bridge = components['schemas']['Bridge'];
 export type VethPair = components['schemas']['VethPair'];
 export type Route = components['schemas']['Route'];
+export type IpPool = components['schemas']['IpPool'];
+export type Allocation = components['schemas']['Allocation'];
 
 export type NetkeepClientOptions = { socketPath: string } | { baseUrl: string };
 

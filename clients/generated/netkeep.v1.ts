@@ -219,6 +219,105 @@ export interface paths {
         patch: operations["updateRoute"];
         trace?: never;
     };
+    "/v1/pools": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List IP address pools */
+        get: operations["listPools"];
+        put?: never;
+        /**
+         * Create an IP address pool
+         * @description A pool's `cidr` may not overlap another pool's (IPv4 and IPv6 alike): an overlap is 409 `ALREADY_EXISTS` naming `cidr`.
+         */
+        post: operations["createPool"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/pools/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** Get an IP address pool */
+        get: operations["getPool"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an IP address pool
+         * @description A pool that still has allocations is 409 `FAILED_PRECONDITION` naming their owners.
+         */
+        delete: operations["deletePool"];
+        options?: never;
+        head?: never;
+        /**
+         * Update an IP address pool (JSON merge patch)
+         * @description `cidr` cannot change: a patch that changes it is 400 naming the field. A change that would strand allocations (the gateway or a reserved entry over an allocated address, a range that no longer covers one it covered) is 409 `FAILED_PRECONDITION` naming the owners.
+         */
+        patch: operations["updatePool"];
+        trace?: never;
+    };
+    "/v1/pools/{pool}/allocations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+            };
+            cookie?: never;
+        };
+        /** List a pool's allocations */
+        get: operations["listAllocations"];
+        put?: never;
+        /**
+         * Allocate an address from a pool
+         * @description Without `address`, takes the next free address after the last one handed out (wrapping around); with `address`, takes exactly that one. The same non-empty `owner` again returns its existing allocation (an idempotent retry, answered like the first request). Errors: pool full 409 `RESOURCE_EXHAUSTED`; address taken 409 `ALREADY_EXISTS`; the gateway or a reserved address 409 `FAILED_PRECONDITION`; malformed, outside the pool, or not a host address 400.
+         */
+        post: operations["allocate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/pools/{pool}/allocations/{address}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+                /** @description The allocated address, without prefix length, percent-encoded (an IPv6 `fd00::5` is written `fd00%3A%3A5`). Any spelling of the address is accepted; malformed is 400, not allocated 404. */
+                address: components["parameters"]["Address"];
+            };
+            cookie?: never;
+        };
+        /** Get one allocation */
+        get: operations["getAllocation"];
+        put?: never;
+        post?: never;
+        /**
+         * Release one allocation
+         * @description The address is not handed out again at once (next-free moves on from the last one it gave).
+         */
+        delete: operations["release"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -603,6 +702,124 @@ export interface components {
             items: components["schemas"]["Route"][];
             nextPageToken: components["schemas"]["NextPageToken"];
         };
+        /** @description An IP address of the pool's family inside its `cidr`, without prefix length, like `10.50.0.1` or `fd00:50::1`. Stored normalized (RFC 5952 for IPv6). */
+        PoolAddress: string;
+        /** @description An inclusive range of addresses of the pool, `start` ≤ `end`. */
+        AddressRange: {
+            /** @description First address of the range. */
+            start: components["schemas"]["PoolAddress"];
+            /** @description Last address of the range (included). */
+            end: components["schemas"]["PoolAddress"];
+        };
+        /** @description One reserved address, or an inclusive range of them; never handed out. */
+        ReservedEntry: components["schemas"]["PoolAddress"] | components["schemas"]["AddressRange"];
+        /** @description A count of addresses as a string of decimal digits (an IPv6 pool's size does not fit a number). */
+        PoolCount: string;
+        /** @description A pool of IPv4 or IPv6 addresses that the daemon hands out (see `/v1/pools/{pool}/allocations`). It has nothing in the kernel: it is READY once stored. */
+        IpPool: {
+            name: components["schemas"]["ResourceName"];
+            labels: components["schemas"]["Labels"];
+            /** @description The pool's network, like `10.50.0.0/24` or `fd00:50::/64`, host bits clear. May not overlap another pool's. Cannot change after create. */
+            cidr: string;
+            /** @description An address inside `cidr` that is never handed out; "" for none. There is no implicit ".1 is the gateway" rule. */
+            gateway: string;
+            /** @description Limits automatic (next-free) allocation to these ranges; empty means every host address of `cidr`. An address asked for explicitly may lie outside them. */
+            ranges: components["schemas"]["AddressRange"][];
+            /** @description Addresses and ranges never handed out, automatically or on request. */
+            reserved: components["schemas"]["ReservedEntry"][];
+            generation: components["schemas"]["Generation"];
+            etag: components["schemas"]["Etag"];
+            createTime: components["schemas"]["CreateTime"];
+            updateTime: components["schemas"]["UpdateTime"];
+            status: components["schemas"]["IpPoolStatus"];
+        };
+        /** @description A pool to create. */
+        IpPoolCreate: {
+            name: components["schemas"]["ResourceName"];
+            labels?: components["schemas"]["Labels"];
+            /** @description The pool's network in CIDR form with the host bits clear, like `10.50.0.0/24`. Required. */
+            cidr: string;
+            /** @description An address inside `cidr` never handed out; "" (the default) for none. */
+            gateway?: string;
+            /** @description Ranges automatic allocation is limited to; default none (the whole `cidr`). */
+            ranges?: components["schemas"]["AddressRange"][];
+            /** @description Addresses and ranges never handed out; default none. */
+            reserved?: components["schemas"]["ReservedEntry"][];
+            generation?: components["schemas"]["IgnoredOnInput"];
+            etag?: components["schemas"]["IgnoredOnInput"];
+            createTime?: components["schemas"]["IgnoredOnInput"];
+            updateTime?: components["schemas"]["IgnoredOnInput"];
+            status?: components["schemas"]["IgnoredOnInput"];
+        };
+        /** @description A JSON merge patch (RFC 7396) of a pool. `cidr` may be sent only with its current value. */
+        IpPoolPatch: {
+            /** @description The resource id; may be sent only with the current name. */
+            name?: string | null;
+            labels?: components["schemas"]["LabelsPatch"];
+            /** @description Cannot change; see `IpPool.cidr`. */
+            cidr?: string | null;
+            /** @description The gateway address; "" or null for none. */
+            gateway?: string | null;
+            /** @description Replaces the whole list of ranges; null or [] for the whole `cidr`. */
+            ranges?: components["schemas"]["AddressRange"][] | null;
+            /** @description Replaces the whole list of reserved entries; null or [] for none. */
+            reserved?: components["schemas"]["ReservedEntry"][] | null;
+            generation?: components["schemas"]["IgnoredOnInput"];
+            etag?: components["schemas"]["IgnoredOnInput"];
+            createTime?: components["schemas"]["IgnoredOnInput"];
+            updateTime?: components["schemas"]["IgnoredOnInput"];
+            status?: components["schemas"]["IgnoredOnInput"];
+        };
+        /** @description State and counts of a pool, computed on every read. */
+        IpPoolStatus: {
+            state: components["schemas"]["State"];
+            message: components["schemas"]["StatusMessage"];
+            observedGeneration: components["schemas"]["ObservedGeneration"];
+            lastReconcileTime?: components["schemas"]["LastReconcileTime"];
+            /** @description Size of the automatic allocation space: the ranges (or every host address), minus the gateway and reserved entries. */
+            total: components["schemas"]["PoolCount"];
+            /** @description Every allocation of the pool, including ones asked for by address outside `ranges`. */
+            allocated: components["schemas"]["PoolCount"];
+            /** @description Addresses of the automatic allocation space not allocated. */
+            free: components["schemas"]["PoolCount"];
+        };
+        /** @description One page of pools. */
+        IpPoolList: {
+            /** @description The pools of this page, ordered by name. */
+            items: components["schemas"]["IpPool"][];
+            nextPageToken: components["schemas"]["NextPageToken"];
+        };
+        /** @description Free-form reference to the holder, like `veths/web/b`; "" for none. At most 253 characters, no control characters. One allocation per non-empty owner per pool. */
+        Owner: string;
+        /** @description One address handed out from a pool, identified by the pool and the address. */
+        Allocation: {
+            /** @description The pool's `name`. */
+            pool: string;
+            /** @description The address, without prefix length, normalized (RFC 5952 for IPv6). */
+            address: string;
+            owner: components["schemas"]["Owner"];
+            labels: components["schemas"]["Labels"];
+            /**
+             * Format: date-time
+             * @description Read-only. When the address was allocated, RFC 3339 in UTC.
+             */
+            readonly createTime: string;
+        };
+        /** @description An allocation request; every field is optional. */
+        AllocationCreate: {
+            /** @description Take exactly this address (any host address of the pool that is not the gateway or reserved, even outside `ranges`); absent or "" takes the next free one. */
+            address?: string;
+            owner?: components["schemas"]["Owner"];
+            labels?: components["schemas"]["Labels"];
+            pool?: components["schemas"]["IgnoredOnInput"];
+            createTime?: components["schemas"]["IgnoredOnInput"];
+        };
+        /** @description One page of a pool's allocations. */
+        AllocationList: {
+            /** @description The allocations of this page, in address order. */
+            items: components["schemas"]["Allocation"][];
+            nextPageToken: components["schemas"]["NextPageToken"];
+        };
     };
     responses: {
         /** @description `INVALID_ARGUMENT`: the request is malformed or a field breaks a rule; `violations` names each field. Nothing was stored. */
@@ -691,6 +908,10 @@ export interface components {
         PageToken: string;
         /** @description Write only if the resource's current etag matches: the `ETag` response header (`"<etag>"`), its weak form `W/"<etag>"`, the bare `etag` field, or `*` (any existing resource). Mismatch: 412 `ABORTED`, nothing changed. */
         IfMatch: string;
+        /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+        Pool: string;
+        /** @description The allocated address, without prefix length, percent-encoded (an IPv6 `fd00::5` is written `fd00%3A%3A5`). Any spelling of the address is accepted; malformed is 400, not allocated 404. */
+        Address: string;
     };
     requestBodies: never;
     headers: {
@@ -698,6 +919,8 @@ export interface components {
         ETag: string;
         /** @description Path of the created resource, `/v1/<kind>/<name>`. */
         Location: string;
+        /** @description Path of the allocation, `/v1/pools/<pool>/allocations/<address>` with the address percent-encoded. */
+        AllocationLocation: string;
     };
     pathItems: never;
 }
@@ -1467,6 +1690,322 @@ export interface operations {
             412: components["responses"]["PreconditionFailed"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listPools: {
+        parameters: {
+            query?: {
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
+                pageSize?: components["parameters"]["PageSize"];
+                /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
+                pageToken?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of pools, ordered by name. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IpPoolList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createPool: {
+        parameters: {
+            query?: {
+                /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
+                validateOnly?: components["parameters"]["ValidateOnly"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IpPoolCreate"];
+            };
+        };
+        responses: {
+            /** @description `validateOnly=true`: the pool as it would be created; nothing was stored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IpPool"];
+                };
+            };
+            /** @description Created; addresses can be allocated from it at once. */
+            201: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    Location: components["headers"]["Location"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IpPool"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getPool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pool, with its current counts. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IpPool"];
+                };
+            };
+            /** @description `If-None-Match` names the current entity tag: not modified, no body. */
+            304: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deletePool: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Write only if the resource's current etag matches: the `ETag` response header (`"<etag>"`), its weak form `W/"<etag>"`, the bare `etag` field, or `*` (any existing resource). Mismatch: 412 `ABORTED`, nothing changed. */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updatePool: {
+        parameters: {
+            query?: {
+                /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
+                validateOnly?: components["parameters"]["ValidateOnly"];
+            };
+            header?: {
+                /** @description Write only if the resource's current etag matches: the `ETag` response header (`"<etag>"`), its weak form `W/"<etag>"`, the bare `etag` field, or `*` (any existing resource). Mismatch: 412 `ABORTED`, nothing changed. */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/merge-patch+json": components["schemas"]["IpPoolPatch"];
+                "application/json": components["schemas"]["IpPoolPatch"];
+            };
+        };
+        responses: {
+            /** @description The updated pool (with `validateOnly=true`, as it would be; nothing was stored). */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IpPool"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAllocations: {
+        parameters: {
+            query?: {
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
+                pageSize?: components["parameters"]["PageSize"];
+                /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
+                pageToken?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the pool's allocations, in address order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllocationList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    allocate: {
+        parameters: {
+            query?: {
+                /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
+                validateOnly?: components["parameters"]["ValidateOnly"];
+            };
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AllocationCreate"];
+            };
+        };
+        responses: {
+            /** @description `validateOnly=true`: the allocation as it would be made; nothing was stored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Allocation"];
+                };
+            };
+            /** @description Allocated (or the owner's existing allocation). */
+            201: {
+                headers: {
+                    Location: components["headers"]["AllocationLocation"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Allocation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAllocation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+                /** @description The allocated address, without prefix length, percent-encoded (an IPv6 `fd00::5` is written `fd00%3A%3A5`). Any spelling of the address is accepted; malformed is 400, not allocated 404. */
+                address: components["parameters"]["Address"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The allocation. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Allocation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    release: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The `name` of the IpPool. A pool that does not exist is 404. */
+                pool: components["parameters"]["Pool"];
+                /** @description The allocated address, without prefix length, percent-encoded (an IPv6 `fd00::5` is written `fd00%3A%3A5`). Any spelling of the address is accepted; malformed is 400, not allocated 404. */
+                address: components["parameters"]["Address"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

@@ -573,7 +573,7 @@ describe('malformed requests', () => {
     { label: 'PATCH with a veth end that is not an object', method: 'PATCH', url: '/v1/veths/veth-a', send: { json: { a: 'x' } }, want: { status: 400, code: 'INVALID_ARGUMENT', field: 'a' } },
     { label: 'a body above 1 MiB', send: { raw: JSON.stringify({ name: 'br-x', labels: { k: 'x'.repeat(1_100_000) } }) }, want: { status: 413, code: 'INVALID_ARGUMENT' } },
     { label: 'malformed percent-encoding in the name', method: 'GET', url: '/v1/bridges/%E0%A4%A', send: {}, want: { status: 400, code: 'INVALID_ARGUMENT' } },
-    { label: 'unknown route', method: 'GET', url: '/v1/pools', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
+    { label: 'unknown route', method: 'GET', url: '/v1/nope', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
     { label: 'unknown route outside /v1', method: 'GET', url: '/metrics', send: {}, want: { status: 404, code: 'NOT_FOUND' } },
     { label: 'a gzip body that is not gzip', send: { raw: '{"name":"br-x"}', headers: { 'content-encoding': 'gzip' } }, want: { status: 400, code: 'INVALID_ARGUMENT' } },
     { label: 'If-Match that is no entity tag', method: 'PATCH', url: '/v1/bridges/br-a', send: { json: { mtu: 1400 }, headers: { 'if-match': ',,,' } }, want: { status: 400, code: 'INVALID_ARGUMENT', field: 'If-Match' } },

@@ -8,12 +8,24 @@
  * - a request's resource goes in as its own fields, picked by the kind's
  *   spec fields (`RULES[kind].fields`);
  * - an `update_mask` becomes a JSON merge patch (RFC 7396) over the flat form.
+ *
+ * IpPools (issue 3) are not a `Kind` yet (domain/ipam.ts), so they have their
+ * own small converters here; the mask → merge-patch conversion is the same
+ * code, over the pool's fields (`POOL_FIELDS`, `POOL_IMMUTABLE`). The one
+ * wire/flat difference is `reserved`: a `ReservedEntry` oneof on the wire, an
+ * address string or `{start, end}` in the flat form.
  */
 import { InvalidArgumentError, type FieldViolation } from '../../domain/errors.js';
 import { flatten } from '../../domain/present.js';
+import { POOL_FIELDS, POOL_IMMUTABLE, type Allocation, type IpPool, type ReservedEntry } from '../../domain/ipam.js';
 import { RULES } from '../../domain/rules.js';
 import type { Kind, Resource } from '../../domain/types.js';
 import { Bridge } from '../../gen/netkeep/v1/bridge.js';
+import {
+  Allocation as AllocationMessage,
+  IpPool as IpPoolMessage,
+  type ReservedEntry as ReservedEntryMessage,
+} from '../../gen/netkeep/v1/ipam.js';
 import { Namespace } from '../../gen/netkeep/v1/namespace.js';
 import { Route } from '../../gen/netkeep/v1/route.js';
 import { VethEnd, VethPair } from '../../gen/netkeep/v1/veth.js';
@@ -90,8 +102,27 @@ export function toUpdatePatch<K extends Kind>(
   mask: readonly string[],
   currentLabels: Record<string, string>,
 ): Record<string, unknown> {
+  return maskToPatch({ ...RULES[kind], nested: NESTED[kind] ?? {} }, message, mask, currentLabels);
+}
+
+/** What the mask → patch conversion needs to know of a resource type. */
+interface PatchRules {
+  /** Spec fields, lowerCamelCase. */
+  readonly fields: readonly string[];
+  /** Dotted lowerCamelCase paths that may not change after create. */
+  readonly immutable: readonly string[];
+  /** Sub-message fields and their defaults (see NESTED). */
+  readonly nested: Record<string, Defaults>;
+}
+
+function maskToPatch(
+  rules: PatchRules,
+  message: { labels: Record<string, string> },
+  mask: readonly string[],
+  currentLabels: Record<string, string>,
+): Record<string, unknown> {
   const m = message as unknown as Record<string, unknown>;
-  const nested: Record<string, Defaults> = NESTED[kind] ?? {};
+  const { nested } = rules;
   const patch: Record<string, unknown> = {};
   const violations: FieldViolation[] = [];
 
@@ -113,11 +144,11 @@ export function toUpdatePatch<K extends Kind>(
     for (const key of Object.keys(message.labels)) setLabel(key);
   };
 
-  const paths = mask.length === 0 ? mutablePaths(kind) : mask;
+  const paths = mask.length === 0 ? mutablePaths(rules) : mask;
   for (const path of paths) {
     if (path === '*') {
       setAllLabels();
-      for (const f of RULES[kind].fields) setField(f);
+      for (const f of rules.fields) setField(f);
       continue;
     }
     if (IGNORED_PATHS.has(path.split('.')[0] ?? '')) continue;
@@ -130,14 +161,14 @@ export function toUpdatePatch<K extends Kind>(
       continue;
     }
     const [field = '', sub, ...rest] = path.split('.').map(snakeToCamel);
-    if (!RULES[kind].fields.includes(field) || rest.length > 0) {
-      violations.push(unknownPath(kind, path));
+    if (!rules.fields.includes(field) || rest.length > 0) {
+      violations.push(unknownPath(rules, path));
     } else if (sub === undefined) {
       setField(field);
     } else if (nested[field] && sub in nested[field]) {
       setSubField(field, sub);
     } else {
-      violations.push(unknownPath(kind, path));
+      violations.push(unknownPath(rules, path));
     }
   }
   if (violations.length > 0) throw new InvalidArgumentError(violations);
@@ -145,9 +176,7 @@ export function toUpdatePatch<K extends Kind>(
 }
 
 /** The paths an empty mask stands for: labels and every mutable field, as snake_case mask paths. */
-function mutablePaths(kind: Kind): string[] {
-  const { fields, immutable } = RULES[kind];
-  const nested: Record<string, Defaults> = NESTED[kind] ?? {};
+function mutablePaths({ fields, immutable, nested }: PatchRules): string[] {
   const paths = ['labels'];
   for (const f of fields) {
     if (immutable.includes(f)) continue;
@@ -158,9 +187,81 @@ function mutablePaths(kind: Kind): string[] {
   return paths.map(camelToSnake);
 }
 
-function unknownPath(kind: Kind, path: string): FieldViolation {
-  const known = ['labels', ...RULES[kind].fields.map(camelToSnake)].join(', ');
+function unknownPath(rules: PatchRules, path: string): FieldViolation {
+  const known = ['labels', ...rules.fields.map(camelToSnake)].join(', ');
   return { field: 'update_mask', description: `unknown field path "${path}"; fields that can be updated: ${known}` };
+}
+
+// --- IpPools and Allocations (issue 3) ----------------------------------------
+
+const POOL_RULES: PatchRules = { fields: POOL_FIELDS, immutable: POOL_IMMUTABLE, nested: {} };
+
+/** The proto message of a stored pool, counts included. `lastReconcileTime` "" becomes unset. */
+export function poolToProto(pool: IpPool): IpPoolMessage {
+  const { lastReconcileTime, ...status } = pool.status;
+  return IpPoolMessage.fromJSON({
+    name: pool.name,
+    labels: { ...pool.labels },
+    cidr: pool.spec.cidr,
+    gateway: pool.spec.gateway,
+    ranges: pool.spec.ranges.map((r) => ({ ...r })),
+    reserved: pool.spec.reserved.map(reservedToProto),
+    generation: pool.generation,
+    etag: pool.etag,
+    createTime: pool.createTime,
+    updateTime: pool.updateTime,
+    status: lastReconcileTime === '' ? status : { ...status, lastReconcileTime },
+  });
+}
+
+function reservedToProto(entry: ReservedEntry): ReservedEntryMessage {
+  return typeof entry === 'string' ? { address: entry } : { range: { ...entry } };
+}
+
+/**
+ * The flat form of one wire `ReservedEntry`: the address, the range, or
+ * (neither set) `null`, which the service refuses naming `reserved[i]`.
+ */
+function reservedFromProto(entry: ReservedEntryMessage): ReservedEntry | null {
+  if (entry.address !== undefined) return entry.address;
+  if (entry.range !== undefined) return { start: entry.range.start, end: entry.range.end };
+  return null;
+}
+
+/** A pool message's fields in the flat form: `{name, labels, cidr, gateway, ranges, reserved}`. */
+function poolFields(message: IpPoolMessage): Record<string, unknown> & { labels: Record<string, string> } {
+  return {
+    name: message.name,
+    labels: { ...message.labels },
+    cidr: message.cidr,
+    gateway: message.gateway,
+    ranges: message.ranges.map((r) => ({ start: r.start, end: r.end })),
+    reserved: message.reserved.map(reservedFromProto),
+  };
+}
+
+/**
+ * The create input of IpamService.createPool from a request's pool;
+ * output-only fields are dropped. Throws InvalidArgumentError naming `field`
+ * (the request field, `ip_pool`) when it is unset.
+ */
+export function toPoolInput(message: IpPoolMessage | undefined, field: string): Record<string, unknown> {
+  if (message === undefined) throw InvalidArgumentError.field(field, 'is required');
+  return poolFields(message);
+}
+
+/** The merge patch an UpdateIpPool with `mask` asks for; the same rules as `toUpdatePatch()`. */
+export function toPoolUpdatePatch(
+  message: IpPoolMessage,
+  mask: readonly string[],
+  currentLabels: Record<string, string>,
+): Record<string, unknown> {
+  return maskToPatch(POOL_RULES, poolFields(message), mask, currentLabels);
+}
+
+/** The proto message of an allocation. */
+export function allocationToProto(a: Allocation): AllocationMessage {
+  return AllocationMessage.fromJSON({ ...a, labels: { ...a.labels } });
 }
 
 function snakeToCamel(s: string): string {

@@ -1,6 +1,7 @@
 /**
- * The gRPC transport: the four resource services of `proto/netkeep/v1`, the
- * standard health service (grpc.health.v1) and server reflection.
+ * The gRPC transport: the four resource services of `proto/netkeep/v1`,
+ * IpamService (pools and allocations, issue 3), the standard health service
+ * (grpc.health.v1) and server reflection.
  *
  * Handlers are plain async functions `(request) => response` that call the
  * service layer and throw its typed errors; `unary()` wraps each one once,
@@ -20,11 +21,22 @@ import type { Logger } from 'pino';
 import { InvalidArgumentError, UnavailableError } from '../../domain/errors.js';
 import type { Kind, Resource } from '../../domain/types.js';
 import { BridgeServiceService } from '../../gen/netkeep/v1/bridge.js';
+import { IpamServiceService } from '../../gen/netkeep/v1/ipam.js';
 import { NamespaceServiceService } from '../../gen/netkeep/v1/namespace.js';
 import { RouteServiceService } from '../../gen/netkeep/v1/route.js';
 import { VethServiceService } from '../../gen/netkeep/v1/veth.js';
+import type { IpamService } from '../../service/ipam.js';
 import type { ResourceService, Services } from '../../service/types.js';
-import { toCreateInput, toProto, toUpdatePatch, type ProtoOf } from './convert.js';
+import {
+  allocationToProto,
+  poolToProto,
+  toCreateInput,
+  toPoolInput,
+  toPoolUpdatePatch,
+  toProto,
+  toUpdatePatch,
+  type ProtoOf,
+} from './convert.js';
 import { toServiceError } from './errors.js';
 
 /** `proto/` of the repository, found from this module's URL so that any cwd works. */
@@ -40,11 +52,20 @@ export type Handlers<D> = {
 
 const DEFINITIONS = [NamespaceServiceService, BridgeServiceService, VethServiceService, RouteServiceService];
 
-/** Fully-qualified names of the resource services (`netkeep.v1.BridgeService`), as health reports them. */
-export const SERVICE_NAMES = DEFINITIONS.map((d) => {
-  const path = Object.values(d)[0]!.path;
+/** The fully-qualified name of a generated service definition (`netkeep.v1.BridgeService`). */
+function serviceName(definition: grpc.ServiceDefinition): string {
+  const path = Object.values(definition)[0]!.path;
   return path.slice(1, path.lastIndexOf('/'));
-});
+}
+
+/** Fully-qualified names of the resource services (`netkeep.v1.BridgeService`), as health reports them. */
+export const SERVICE_NAMES = DEFINITIONS.map(serviceName);
+
+/** Fully-qualified name of the IPAM service; health reports it too. */
+export const IPAM_SERVICE_NAME = serviceName(IpamServiceService);
+
+/** Every service name health reports besides "": the resource services and IpamService. */
+export const HEALTH_SERVICE_NAMES = [...SERVICE_NAMES, IPAM_SERVICE_NAME];
 
 export interface GrpcServer {
   server: grpc.Server;
@@ -69,8 +90,9 @@ export function createGrpcServer(services: Services, logger: Logger): GrpcServer
   add(BridgeServiceService, bridgeHandlers(services.bridges));
   add(VethServiceService, vethHandlers(services.veths));
   add(RouteServiceService, routeHandlers(services.routes));
+  add(IpamServiceService, ipamHandlers(services.ipam));
 
-  const names = ['', ...SERVICE_NAMES];
+  const names = ['', ...HEALTH_SERVICE_NAMES];
   const health = new HealthImplementation(
     Object.fromEntries(names.map((n) => [n, 'NOT_SERVING'])) as ServingStatusMap,
   );
@@ -261,5 +283,41 @@ function routeHandlers(s: ResourceService<'routes'>): Handlers<typeof RouteServi
     },
     updateRoute: async (req) => toProto(update(s, req.route, 'route', req)),
     deleteRoute: async (req) => remove(s, req),
+  };
+}
+
+function ipamHandlers(s: IpamService): Handlers<typeof IpamServiceService> {
+  return {
+    createIpPool: async (req) => poolToProto(s.createPool(toPoolInput(req.ipPool, 'ip_pool'), { validateOnly: req.validateOnly })),
+    getIpPool: async (req) => poolToProto(s.getPool(req.name)),
+    listIpPools: async (req) => {
+      const page = s.listPools({ pageSize: req.pageSize, pageToken: req.pageToken });
+      return { ipPools: page.items.map(poolToProto), nextPageToken: page.nextPageToken };
+    },
+    updateIpPool: async (req) => {
+      const pool = req.ipPool;
+      if (pool === undefined) throw InvalidArgumentError.field('ip_pool', 'is required');
+      if (pool.name === '') throw InvalidArgumentError.field('ip_pool.name', 'is required: it says which pool to update');
+      const current = s.getPool(pool.name);
+      const patch = toPoolUpdatePatch(pool, req.updateMask ?? [], current.labels);
+      return poolToProto(s.updatePool(pool.name, patch, { etag: pool.etag || undefined, validateOnly: req.validateOnly }));
+    },
+    deleteIpPool: async (req) => {
+      s.deletePool(req.name, { etag: req.etag || undefined });
+      return {};
+    },
+    allocate: async (req) =>
+      allocationToProto(
+        s.allocate(req.pool, { address: req.address, owner: req.owner, labels: { ...req.labels } }, { validateOnly: req.validateOnly }),
+      ),
+    getAllocation: async (req) => allocationToProto(s.getAllocation(req.pool, req.address)),
+    listAllocations: async (req) => {
+      const page = s.listAllocations(req.pool, { pageSize: req.pageSize, pageToken: req.pageToken });
+      return { allocations: page.items.map(allocationToProto), nextPageToken: page.nextPageToken };
+    },
+    release: async (req) => {
+      s.release(req.pool, req.address);
+      return {};
+    },
   };
 }

@@ -5,9 +5,18 @@
  */
 import { AbortedError, InvalidArgumentError } from '../../domain/errors.js';
 import express, { type Request, type Response } from 'express';
-import { KINDS, type Kind, type Resource } from '../../domain/types.js';
-import type { ResourceService, Services } from '../../service/types.js';
-import { entityTag, presentList, presentResource } from './present.js';
+import { POOL_KIND, type IpPool } from '../../domain/ipam.js';
+import { KINDS, type Kind } from '../../domain/types.js';
+import type { AllocateRequest, IpamService } from '../../service/ipam.js';
+import type { ListOptions, ResourceService, Services, WriteOptions } from '../../service/types.js';
+import {
+  entityTag,
+  presentAllocation,
+  presentList,
+  presentPool,
+  presentResource,
+  type ResourceJson,
+} from './present.js';
 
 /** `?validateOnly=true`. The validator has already rejected anything but "true"/"false". */
 function validateOnly(req: Request): boolean {
@@ -43,14 +52,34 @@ function nameParam(req: Request): string {
   return typeof name === 'string' ? name : '';
 }
 
-function sendResource(res: Response, status: number, r: Resource, opts: { etag: boolean }): void {
-  if (opts.etag) res.set('ETag', entityTag(r));
-  res.status(status).json(presentResource(r));
+/** What the CRUD routes of a collection need of its service (`ResourceService`, or pools of `IpamService`). */
+interface CrudService<R extends { name: string; etag: string }> {
+  create(input: Record<string, unknown>, opts: WriteOptions): R;
+  get(name: string): R;
+  list(opts: ListOptions): { items: R[]; nextPageToken: string };
+  update(name: string, patch: Record<string, unknown>, opts: WriteOptions): R;
+  delete(name: string, opts: WriteOptions): void;
 }
 
-function kindRoutes<K extends Kind>(router: express.Router, kind: K, service: ResourceService<K>): void {
-  const collection = `/v1/${kind}`;
-  const item = `/v1/${kind}/:name`;
+function pageOptions(req: Request): ListOptions {
+  const pageSize = req.query.pageSize === undefined ? undefined : Number(req.query.pageSize);
+  const pageToken = typeof req.query.pageToken === 'string' ? req.query.pageToken : undefined;
+  return { pageSize, pageToken };
+}
+
+function crudRoutes<R extends { name: string; etag: string }>(
+  router: express.Router,
+  collectionName: string,
+  service: CrudService<R>,
+  present: (r: R) => ResourceJson,
+): void {
+  const collection = `/v1/${collectionName}`;
+  const item = `/v1/${collectionName}/:name`;
+
+  const sendResource = (res: Response, status: number, r: R, opts: { etag: boolean }): void => {
+    if (opts.etag) res.set('ETag', entityTag(r));
+    res.status(status).json(present(r));
+  };
 
   router.post(collection, (req, res) => {
     const dryRun = validateOnly(req);
@@ -64,9 +93,7 @@ function kindRoutes<K extends Kind>(router: express.Router, kind: K, service: Re
   });
 
   router.get(collection, (req, res) => {
-    const pageSize = req.query.pageSize === undefined ? undefined : Number(req.query.pageSize);
-    const pageToken = typeof req.query.pageToken === 'string' ? req.query.pageToken : undefined;
-    res.json(presentList(service.list({ pageSize, pageToken })));
+    res.json(presentList(service.list(pageOptions(req)), present));
   });
 
   router.get(item, (req, res) => {
@@ -89,11 +116,62 @@ function kindRoutes<K extends Kind>(router: express.Router, kind: K, service: Re
   });
 }
 
+/** A path parameter (express 5 has already percent-decoded it: `fd00%3A%3A5` is `fd00::5`). */
+function param(req: Request, key: string): string {
+  const v = req.params[key];
+  return typeof v === 'string' ? v : '';
+}
+
+/** IpPools (`/v1/pools`, the same CRUD as every kind) and their allocations (issue 3). */
+function ipamRoutes(router: express.Router, ipam: IpamService): void {
+  crudRoutes<IpPool>(
+    router,
+    POOL_KIND,
+    {
+      create: (input, opts) => ipam.createPool(input, opts),
+      get: (name) => ipam.getPool(name),
+      list: (opts) => ipam.listPools(opts),
+      update: (name, patch, opts) => ipam.updatePool(name, patch, opts),
+      delete: (name, opts) => ipam.deletePool(name, opts),
+    },
+    presentPool,
+  );
+
+  const collection = `/v1/${POOL_KIND}/:pool/allocations`;
+  const item = `${collection}/:address`;
+
+  router.post(collection, (req, res) => {
+    const pool = param(req, 'pool');
+    const dryRun = validateOnly(req);
+    const a = ipam.allocate(pool, req.body as AllocateRequest, { validateOnly: dryRun });
+    if (dryRun) {
+      res.status(200).json(presentAllocation(a));
+      return;
+    }
+    res.location(`/v1/${POOL_KIND}/${encodeURIComponent(a.pool)}/allocations/${encodeURIComponent(a.address)}`);
+    res.status(201).json(presentAllocation(a));
+  });
+
+  router.get(collection, (req, res) => {
+    res.json(presentList(ipam.listAllocations(param(req, 'pool'), pageOptions(req)), presentAllocation));
+  });
+
+  router.get(item, (req, res) => {
+    res.json(presentAllocation(ipam.getAllocation(param(req, 'pool'), param(req, 'address'))));
+  });
+
+  router.delete(item, (req, res) => {
+    ipam.release(param(req, 'pool'), param(req, 'address'));
+    res.status(204).end();
+  });
+}
+
 /** The routes of every kind under `/v1`. */
 export function createRouter(services: Services): express.Router {
   const router = express.Router();
   for (const kind of KINDS) {
-    kindRoutes(router, kind, services[kind] as ResourceService<Kind>);
+    crudRoutes(router, kind, services[kind] as ResourceService<Kind>, presentResource);
   }
+  ipamRoutes(router, services.ipam);
   return router;
 }
