@@ -12,17 +12,7 @@
  */
 import type Database from 'better-sqlite3';
 import { POOL_KIND, type Allocation, type IpPool } from '../domain/ipam.js';
-
-interface PoolRow {
-  name: string;
-  labels: string;
-  spec: string;
-  generation: number;
-  etag: string;
-  create_time: string;
-  update_time: string;
-  status: string;
-}
+import type { ResourceRows } from './rows.js';
 
 interface AllocationRow {
   pool: string;
@@ -36,34 +26,6 @@ interface AllocationRow {
 /** An allocation and its sort key. */
 export interface StoredAllocation extends Allocation {
   sortKey: string;
-}
-
-function poolFromRow(row: PoolRow): IpPool {
-  return {
-    kind: POOL_KIND,
-    name: row.name,
-    labels: JSON.parse(row.labels) as Record<string, string>,
-    spec: JSON.parse(row.spec) as IpPool['spec'],
-    generation: row.generation,
-    etag: row.etag,
-    createTime: row.create_time,
-    updateTime: row.update_time,
-    status: JSON.parse(row.status) as IpPool['status'],
-  };
-}
-
-function poolToRow(p: IpPool) {
-  return {
-    kind: POOL_KIND,
-    name: p.name,
-    labels: JSON.stringify(p.labels),
-    spec: JSON.stringify(p.spec),
-    generation: p.generation,
-    etag: p.etag,
-    create_time: p.createTime,
-    update_time: p.updateTime,
-    status: JSON.stringify(p.status),
-  };
 }
 
 function allocationFromRow(row: AllocationRow): StoredAllocation {
@@ -80,22 +42,11 @@ function allocationFromRow(row: AllocationRow): StoredAllocation {
 export class AllocationStore {
   private readonly s;
 
-  constructor(db: Database.Database) {
+  constructor(
+    db: Database.Database,
+    private readonly rows: ResourceRows,
+  ) {
     this.s = {
-      getPool: db.prepare<[string, string], PoolRow>('SELECT * FROM resources WHERE kind = ? AND name = ?'),
-      pagePools: db.prepare<[string, string, number], PoolRow>(
-        'SELECT * FROM resources WHERE kind = ? AND name > ? ORDER BY name LIMIT ?',
-      ),
-      allPools: db.prepare<[string], PoolRow>('SELECT * FROM resources WHERE kind = ? ORDER BY name'),
-      insertPool: db.prepare(
-        `INSERT INTO resources (kind, name, labels, spec, generation, etag, create_time, update_time, status)
-         VALUES (@kind, @name, @labels, @spec, @generation, @etag, @create_time, @update_time, @status)`,
-      ),
-      updatePool: db.prepare(
-        `UPDATE resources SET labels = @labels, spec = @spec, generation = @generation, etag = @etag,
-         update_time = @update_time, status = @status WHERE kind = @kind AND name = @name`,
-      ),
-      deletePool: db.prepare('DELETE FROM resources WHERE kind = ? AND name = ?'),
       insert: db.prepare(
         `INSERT INTO allocations (pool, sort_key, address, owner, labels, create_time)
          VALUES (@pool, @sort_key, @address, @owner, @labels, @create_time)`,
@@ -132,31 +83,30 @@ export class AllocationStore {
   // --- pools -----------------------------------------------------------------
 
   getPool(name: string): IpPool | undefined {
-    const row = this.s.getPool.get(POOL_KIND, name);
-    return row ? poolFromRow(row) : undefined;
+    return this.rows.get<IpPool>(POOL_KIND, name);
   }
 
   /** Up to `limit` pools whose name sorts after `after`, by name. */
   pagePools(after: string, limit: number): IpPool[] {
-    return this.s.pagePools.all(POOL_KIND, after, limit).map(poolFromRow);
+    return this.rows.page<IpPool>(POOL_KIND, after, limit);
   }
 
   allPools(): IpPool[] {
-    return this.s.allPools.all(POOL_KIND).map(poolFromRow);
+    return this.rows.all<IpPool>(POOL_KIND);
   }
 
   /** Inserts a pool row; a taken name throws SQLITE_CONSTRAINT_PRIMARYKEY. */
   insertPool(p: IpPool): void {
-    this.s.insertPool.run(poolToRow(p));
+    this.rows.insert(p);
   }
 
   replacePool(p: IpPool): void {
-    this.s.updatePool.run(poolToRow(p));
+    this.rows.replace(p);
   }
 
   /** Deletes a pool and its cursor; refused by the foreign key (SQLITE_CONSTRAINT_FOREIGNKEY) while it has allocations. */
   deletePool(name: string): void {
-    this.s.deletePool.run(POOL_KIND, name);
+    this.rows.delete(POOL_KIND, name);
   }
 
   // --- allocations -----------------------------------------------------------

@@ -10,6 +10,7 @@ import type { Claim, Reference } from '../domain/rules.js';
 import type { Kind, Resource, StatusOf } from '../domain/types.js';
 import { AllocationStore } from './allocations.js';
 import { migrate } from './migrate.js';
+import { ResourceRows } from './rows.js';
 
 /** Who holds a claim. */
 export interface ClaimOwner {
@@ -24,36 +25,11 @@ export interface Claims {
   unique: Claim[];
 }
 
-interface ResourceRow {
-  kind: string;
-  name: string;
-  labels: string;
-  spec: string;
-  generation: number;
-  etag: string;
-  create_time: string;
-  update_time: string;
-  status: string;
-}
-
-function fromRow<K extends Kind>(row: ResourceRow): Resource<K> {
-  return {
-    kind: row.kind as K,
-    name: row.name,
-    labels: JSON.parse(row.labels) as Record<string, string>,
-    spec: JSON.parse(row.spec) as Resource<K>['spec'],
-    generation: row.generation,
-    etag: row.etag,
-    createTime: row.create_time,
-    updateTime: row.update_time,
-    status: JSON.parse(row.status) as Resource<K>['status'],
-  };
-}
-
 export class Store {
   readonly db: Database.Database;
   /** Pools, allocations and next-free cursors (issue 3). */
   readonly ipam: AllocationStore;
+  private readonly rows: ResourceRows;
   private readonly stmts;
 
   /** Opens (creating if needed) the database at `path` (':memory:' for tests) and migrates it. */
@@ -65,23 +41,9 @@ export class Store {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     const db = this.db;
-    this.ipam = new AllocationStore(db);
+    this.rows = new ResourceRows(db);
+    this.ipam = new AllocationStore(db, this.rows);
     this.stmts = {
-      get: db.prepare<[string, string], ResourceRow>('SELECT * FROM resources WHERE kind = ? AND name = ?'),
-      page: db.prepare<[string, string, number], ResourceRow>(
-        'SELECT * FROM resources WHERE kind = ? AND name > ? ORDER BY name LIMIT ?',
-      ),
-      all: db.prepare<[string], ResourceRow>('SELECT * FROM resources WHERE kind = ? ORDER BY name'),
-      insert: db.prepare(
-        `INSERT INTO resources (kind, name, labels, spec, generation, etag, create_time, update_time, status)
-         VALUES (@kind, @name, @labels, @spec, @generation, @etag, @create_time, @update_time, @status)`,
-      ),
-      update: db.prepare(
-        `UPDATE resources SET labels = @labels, spec = @spec, generation = @generation, etag = @etag,
-         update_time = @update_time, status = @status WHERE kind = @kind AND name = @name`,
-      ),
-      setStatus: db.prepare('UPDATE resources SET status = ? WHERE kind = ? AND name = ?'),
-      delete: db.prepare('DELETE FROM resources WHERE kind = ? AND name = ?'),
       deleteRefs: db.prepare('DELETE FROM refs WHERE from_kind = ? AND from_name = ?'),
       deleteClaims: db.prepare('DELETE FROM claims WHERE owner_kind = ? AND owner_name = ?'),
       insertRef: db.prepare(
@@ -122,40 +84,39 @@ export class Store {
   }
 
   get<K extends Kind>(kind: K, name: string): Resource<K> | undefined {
-    const row = this.stmts.get.get(kind, name);
-    return row ? fromRow<K>(row) : undefined;
+    return this.rows.get<Resource<K>>(kind, name);
   }
 
   /** Up to `limit` resources of `kind` whose name sorts after `after`, by name. */
   page<K extends Kind>(kind: K, after: string, limit: number): Resource<K>[] {
-    return this.stmts.page.all(kind, after, limit).map((r) => fromRow<K>(r));
+    return this.rows.page<Resource<K>>(kind, after, limit);
   }
 
   all<K extends Kind>(kind: K): Resource<K>[] {
-    return this.stmts.all.all(kind).map((r) => fromRow<K>(r));
+    return this.rows.all<Resource<K>>(kind);
   }
 
   /** Inserts a resource and its claims. A taken claim throws SQLITE_CONSTRAINT_PRIMARYKEY. */
   insert(r: Resource, claims: Claims): void {
-    this.stmts.insert.run(this.toRow(r));
+    this.rows.insert(r);
     this.writeClaims(r, claims);
   }
 
   /** Replaces a resource's spec, labels and claims. */
   replace(r: Resource, claims: Claims): void {
     this.dropClaims(r.kind, r.name);
-    this.stmts.update.run(this.toRow(r));
+    this.rows.replace(r);
     this.writeClaims(r, claims);
   }
 
   /** Deletes a resource; its claims go with it (ON DELETE CASCADE). */
   delete(kind: Kind, name: string): void {
-    this.stmts.delete.run(kind, name);
+    this.rows.delete(kind, name);
   }
 
   /** Writes the reconciler's status; leaves generation, etag and revision alone. */
   setStatus<K extends Kind>(kind: K, name: string, status: StatusOf[K]): void {
-    this.stmts.setStatus.run(JSON.stringify(status), kind, name);
+    this.rows.setStatus(kind, name, status);
   }
 
   /** Resources whose spec refers to `kind/name`. */
@@ -166,20 +127,6 @@ export class Store {
   /** Who holds `key` in `scope`, if anyone. */
   claimOwner(scope: string, key: string): ClaimOwner | undefined {
     return this.stmts.claimOwner.get(scope, key) as ClaimOwner | undefined;
-  }
-
-  private toRow(r: Resource) {
-    return {
-      kind: r.kind,
-      name: r.name,
-      labels: JSON.stringify(r.labels),
-      spec: JSON.stringify(r.spec),
-      generation: r.generation,
-      etag: r.etag,
-      create_time: r.createTime,
-      update_time: r.updateTime,
-      status: JSON.stringify(r.status),
-    };
   }
 
   private dropClaims(kind: Kind, name: string): void {
