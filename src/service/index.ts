@@ -4,7 +4,8 @@ import { ResourceServiceImpl, type ServiceHooks } from './resources.js';
 import type { Services } from './types.js';
 
 export type { Services, ResourceService, ListOptions, ListResult, WriteOptions } from './types.js';
-export { mergePatch, type ServiceHooks } from './resources.js';
+export { type ServiceHooks } from './resources.js';
+export { mergePatch } from './common.js';
 
 /** Builds the use cases of every kind over one store. */
 export function createServices(store: Store, hooks: ServiceHooks): Services {

@@ -18,9 +18,8 @@
  * - Cost follows the allocations, never the pool size: next-free reads the
  *   allocations lazily from the cursor, counts are COUNTs over index ranges.
  */
-import { decodePageToken, encodePageToken } from './paging.js';
+import { READ_ONLY_FIELDS, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
 import {
-  AbortedError,
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -57,13 +56,9 @@ import {
 } from '../ipam/arith.js';
 import type { StoredAllocation } from '../store/allocations.js';
 import type { Store } from '../store/store.js';
-import { mergePatch } from './resources.js';
 import type { ListOptions, WriteOptions } from './types.js';
 
-const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
 const ALLOCATION_FIELDS = ['address', 'owner', 'labels', 'pool', 'createTime'];
-const DEFAULT_PAGE_SIZE = 100;
-const MAX_PAGE_SIZE = 1000;
 /** How many owners an error message names before "and N more". */
 const NAMED_OWNERS = 20;
 
@@ -125,24 +120,6 @@ function poolRef(name: string): string {
   return `pools/${name}`;
 }
 
-
-function pageLimit(opts: ListOptions): number {
-  const size = opts.pageSize ?? 0;
-  if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
-    throw InvalidArgumentError.field('pageSize', `must be between 0 and ${MAX_PAGE_SIZE}`);
-  }
-  return size === 0 ? DEFAULT_PAGE_SIZE : size;
-}
-
-function etagOf(revision: number): string {
-  return revision.toString(36);
-}
-
-function checkEtag(current: IpPool, etag: string | undefined): void {
-  if (etag !== undefined && etag !== '' && etag !== current.etag) {
-    throw new AbortedError(`${poolRef(current.name)} has etag ${current.etag}, not ${etag}: it changed since it was read`);
-  }
-}
 
 function publicAllocation(a: StoredAllocation): Allocation {
   return { pool: a.pool, address: a.address, owner: a.owner, labels: a.labels, createTime: a.createTime };
@@ -236,7 +213,7 @@ export class IpamService {
     }
     const result = this.store.transaction(() => {
       const current = this.mustGetPool(name);
-      checkEtag(current, opts.etag);
+      checkEtag(poolRef(current.name), current, opts.etag);
       const v = new Violations();
       checkUnknownFields(v, '', patch, ['name', 'labels', ...READ_ONLY_FIELDS, ...POOL_FIELDS]);
       if ('name' in patch && patch.name !== name) v.add('name', 'is immutable: it is the resource id');
@@ -274,7 +251,7 @@ export class IpamService {
   deletePool(name: string, opts: WriteOptions = {}): void {
     this.store.transaction(() => {
       const current = this.mustGetPool(name);
-      checkEtag(current, opts.etag);
+      checkEtag(poolRef(current.name), current, opts.etag);
       const n = this.repo.count(name);
       if (n > 0) {
         const shown = this.repo.page(name, '', NAMED_OWNERS);

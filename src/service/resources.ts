@@ -2,9 +2,8 @@
  * The use cases of every kind: validate → one store transaction → trigger the
  * reconciler → return the resource. Knows nothing of HTTP, gRPC or the kernel.
  */
-import { decodePageToken, encodePageToken } from './paging.js';
+import { READ_ONLY_FIELDS, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
 import {
-  AbortedError,
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -15,12 +14,6 @@ import { KIND_SINGULAR, pendingStatus, type Kind, type Resource, type SpecOf } f
 import { Violations, checkLabels, checkResourceName, checkUnknownFields } from '../domain/validate.js';
 import type { Claims, Store } from '../store/index.js';
 import type { ListOptions, ListResult, ResourceService, WriteOptions } from './types.js';
-
-/** Fields of the API form that the server maintains; accepted on input and ignored. */
-const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
-
-const DEFAULT_PAGE_SIZE = 100;
-const MAX_PAGE_SIZE = 1000;
 
 export interface ServiceHooks {
   /** Called after every committed write of intent; the reconciler coalesces these. */
@@ -34,18 +27,6 @@ export interface ServiceHooks {
   foreignLink?(netns: string, ifname: string): string | undefined;
   /** From the last observation: true when /run/netns/<name> exists and is not netkeep's. */
   foreignNetns?(name: string): boolean;
-}
-
-/** RFC 7396 JSON merge patch: objects merge key by key, `null` deletes, anything else replaces. */
-export function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> =
-    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as object) } : {};
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete out[key];
-    else out[key] = mergePatch(out[key], value);
-  }
-  return out;
 }
 
 function valueAt(obj: unknown, path: string): unknown {
@@ -121,11 +102,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
   }
 
   list(opts: ListOptions = {}): ListResult<K> {
-    const size = opts.pageSize ?? 0;
-    if (!Number.isInteger(size) || size < 0 || size > MAX_PAGE_SIZE) {
-      throw InvalidArgumentError.field('pageSize', `must be between 0 and ${MAX_PAGE_SIZE}`);
-    }
-    const limit = size === 0 ? DEFAULT_PAGE_SIZE : size;
+    const limit = pageLimit(opts);
     const after = opts.pageToken ? decodePageToken(this.kind, opts.pageToken) : '';
     const rows = this.store.page(this.kind, after, limit + 1);
     const items = rows.slice(0, limit);
@@ -139,7 +116,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
     }
     const result = this.store.transaction(() => {
       const current = this.get(name);
-      checkEtag(current, opts.etag);
+      checkEtag(ref(this.kind, name), current, opts.etag);
       const v = new Violations();
       checkUnknownFields(v, '', patch, ['name', 'labels', ...READ_ONLY_FIELDS, ...this.rules.fields]);
       if ('name' in patch && patch.name !== name) v.add('name', 'is immutable: it is the resource id');
@@ -183,7 +160,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
   delete(name: string, opts: WriteOptions = {}): void {
     this.store.transaction(() => {
       const current = this.get(name);
-      checkEtag(current, opts.etag);
+      checkEtag(ref(this.kind, name), current, opts.etag);
       const dependents = this.store.dependents(this.kind, name);
       if (dependents.length > 0) {
         const names = [...new Set(dependents.map((d) => ref(d.kind, d.name)))];
@@ -242,19 +219,5 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         `bridge ${bridge.name} is in ${describeNamespace(bridge.spec.namespace)}, but this end is in ${describeNamespace(end.namespace)}`,
       );
     }
-  }
-}
-
-
-/** Etags are opaque: the store revision of the last write, in base 36. */
-function etagOf(revision: number): string {
-  return revision.toString(36);
-}
-
-function checkEtag(current: Resource, etag: string | undefined): void {
-  if (etag !== undefined && etag !== '' && etag !== current.etag) {
-    throw new AbortedError(
-      `${ref(current.kind, current.name)} has etag ${current.etag}, not ${etag}: it changed since it was read`,
-    );
   }
 }
