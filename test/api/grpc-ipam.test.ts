@@ -13,7 +13,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { pino } from 'pino';
 import { VIOLATIONS_METADATA_KEY } from '../../src/api/grpc/errors.js';
-import { HEALTH_SERVICE_NAMES, IPAM_SERVICE_NAME, bindGrpc, createGrpcServer } from '../../src/api/grpc/server.js';
+import { SERVICE_NAMES, IPAM_SERVICE_NAME, bindGrpc, createGrpcServer } from '../../src/api/grpc/server.js';
 import type { FieldViolation } from '../../src/domain/errors.js';
 import { IpPool, IpamServiceClient, type AllocateRequest } from '../../src/gen/netkeep/v1/ipam.js';
 import { ResourceStatus_State } from '../../src/gen/netkeep/v1/resource.js';
@@ -82,7 +82,7 @@ const release = (pool: string, addr: string) => call(ipam.release.bind(ipam), { 
 describe('registration', () => {
   test('health reports IpamService', async () => {
     assert.equal(IPAM_SERVICE_NAME, 'netkeep.v1.IpamService');
-    assert.ok(HEALTH_SERVICE_NAMES.includes(IPAM_SERVICE_NAME));
+    assert.ok(SERVICE_NAMES.includes(IPAM_SERVICE_NAME));
     const pkg = protoLoader.loadSync(healthProtoPath, { enums: String });
     const Health = (grpc.loadPackageDefinition(pkg) as any).grpc.health.v1.Health as typeof grpc.Client;
     const health = new Health(address, creds) as grpc.Client & { check: Method<{ service: string }, { status: string }> };

@@ -143,6 +143,7 @@ describe('transport', () => {
       'netkeep.v1.BridgeService',
       'netkeep.v1.VethService',
       'netkeep.v1.RouteService',
+      'netkeep.v1.IpamService',
     ]);
     health.close();
   });

@@ -58,14 +58,11 @@ function serviceName(definition: grpc.ServiceDefinition): string {
   return path.slice(1, path.lastIndexOf('/'));
 }
 
-/** Fully-qualified names of the resource services (`netkeep.v1.BridgeService`), as health reports them. */
-export const SERVICE_NAMES = DEFINITIONS.map(serviceName);
-
-/** Fully-qualified name of the IPAM service; health reports it too. */
+/** Fully-qualified name of the IPAM service. */
 export const IPAM_SERVICE_NAME = serviceName(IpamServiceService);
 
-/** Every service name health reports besides "": the resource services and IpamService. */
-export const HEALTH_SERVICE_NAMES = [...SERVICE_NAMES, IPAM_SERVICE_NAME];
+/** Fully-qualified names of every netkeep service (`netkeep.v1.BridgeService`), as health reports them. */
+export const SERVICE_NAMES = [...DEFINITIONS.map(serviceName), IPAM_SERVICE_NAME];
 
 export interface GrpcServer {
   server: grpc.Server;
@@ -92,7 +89,7 @@ export function createGrpcServer(services: Services, logger: Logger): GrpcServer
   add(RouteServiceService, routeHandlers(services.routes));
   add(IpamServiceService, ipamHandlers(services.ipam));
 
-  const names = ['', ...HEALTH_SERVICE_NAMES];
+  const names = ['', ...SERVICE_NAMES];
   const health = new HealthImplementation(
     Object.fromEntries(names.map((n) => [n, 'NOT_SERVING'])) as ServingStatusMap,
   );
