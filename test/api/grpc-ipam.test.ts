@@ -2,6 +2,7 @@
  * gRPC IpamService end to end: a server on a unix socket over a real
  * Services (in-memory store), called with the generated client.
  */
+import { call, fails, violations, type Method } from '../support/grpc.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,41 +13,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { pino } from 'pino';
-import { VIOLATIONS_METADATA_KEY } from '../../src/api/grpc/errors.js';
 import { SERVICE_NAMES, IPAM_SERVICE_NAME, bindGrpc, createGrpcServer } from '../../src/api/grpc/server.js';
-import type { FieldViolation } from '../../src/domain/errors.js';
 import { IpPool, IpamServiceClient, type AllocateRequest } from '../../src/gen/netkeep/v1/ipam.js';
 import { ResourceStatus_State } from '../../src/gen/netkeep/v1/resource.js';
 import { createServices, type Services } from '../../src/service/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-
-type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
-type Method<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: Callback<Res>) => unknown;
-
-/** Calls a unary method of a generated client: `call(client.getIpPool.bind(client), {name})`. */
-function call<Req, Res>(method: Method<Req, Res>, request: Req): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method(request, new grpc.Metadata(), {}, (err, res) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-/** Awaits a call that must fail with `code`; returns the error. */
-async function fails(p: Promise<unknown>, code: grpc.status, details?: RegExp): Promise<grpc.ServiceError> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as grpc.ServiceError;
-    assert.equal(grpc.status[e.code], grpc.status[code], e.details);
-    if (details) assert.match(e.details, details);
-    return e;
-  }
-  assert.fail(`expected ${grpc.status[code]}`);
-}
-
-function violations(err: grpc.ServiceError): FieldViolation[] {
-  const [raw] = err.metadata.get(VIOLATIONS_METADATA_KEY);
-  return raw === undefined ? [] : (JSON.parse(raw.toString()) as FieldViolation[]);
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'netkeep-grpc-ipam-'));
 const address = `unix:${join(dir, 'grpc.sock')}`;

@@ -2,6 +2,7 @@
  * The gRPC API end to end: a server on a unix socket over a real Services
  * (in-memory store), called with the generated clients.
  */
+import { call, fails, violations, type Method } from '../support/grpc.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -14,10 +15,10 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { pino } from 'pino';
-import { STATUS_DETAILS_METADATA_KEY, VIOLATIONS_METADATA_KEY, toServiceError } from '../../src/api/grpc/errors.js';
+import { STATUS_DETAILS_METADATA_KEY, toServiceError } from '../../src/api/grpc/errors.js';
 import { toProto } from '../../src/api/grpc/convert.js';
 import { SERVICE_NAMES, bindGrpc, createGrpcServer } from '../../src/api/grpc/server.js';
-import { InvalidArgumentError, type FieldViolation } from '../../src/domain/errors.js';
+import { InvalidArgumentError } from '../../src/domain/errors.js';
 import { flatten } from '../../src/domain/present.js';
 import { Bridge, BridgeServiceClient } from '../../src/gen/netkeep/v1/bridge.js';
 import { Namespace, NamespaceServiceClient } from '../../src/gen/netkeep/v1/namespace.js';
@@ -26,34 +27,6 @@ import { Route, RouteServiceClient } from '../../src/gen/netkeep/v1/route.js';
 import { VethPair, VethServiceClient } from '../../src/gen/netkeep/v1/veth.js';
 import { createServices, type Services } from '../../src/service/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-
-type Callback<Res> = (err: grpc.ServiceError | null, res: Res) => void;
-type Method<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: Callback<Res>) => unknown;
-
-/** Calls a unary method of a generated client: `call(client.getBridge.bind(client), {name})`. */
-function call<Req, Res>(method: Method<Req, Res>, request: Req): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method(request, new grpc.Metadata(), {}, (err, res) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-/** Awaits a call that must fail with `code`; returns the error. */
-async function fails(p: Promise<unknown>, code: grpc.status, details?: RegExp): Promise<grpc.ServiceError> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as grpc.ServiceError;
-    assert.equal(grpc.status[e.code], grpc.status[code], e.details);
-    if (details) assert.match(e.details, details);
-    return e;
-  }
-  assert.fail(`expected ${grpc.status[code]}`);
-}
-
-function violations(err: grpc.ServiceError): FieldViolation[] {
-  const [raw] = err.metadata.get(VIOLATIONS_METADATA_KEY);
-  return raw === undefined ? [] : (JSON.parse(raw.toString()) as FieldViolation[]);
-}
 
 /** Decodes google.rpc.Status from `grpc-status-details-bin`: code, message and the type URLs of its details. */
 function statusDetails(err: grpc.ServiceError): { code: number; message: string; details: { type: string; value: Uint8Array }[] } {

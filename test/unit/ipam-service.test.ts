@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fails } from '../support/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,6 @@ import {
   InvalidArgumentError,
   NotFoundError,
   ResourceExhaustedError,
-  type NetkeepError,
 } from '../../src/domain/errors.js';
 import { addressValue, allocatable, contains, formatAddress, hostInterval, parseNetwork, sortKey, type Interval } from '../../src/ipam/arith.js';
 import { IpamService } from '../../src/service/ipam.js';
@@ -26,17 +26,6 @@ beforeEach(() => {
   changes = 0;
   ipam = new IpamService(store, { onChange: () => changes++ });
 });
-
-function fails<E extends NetkeepError>(fn: () => unknown, cls: new (...a: never[]) => E, field?: string): E {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    if (field) assert.ok(err.violations.some((v) => v.field === field), `no violation on ${field}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected ${cls.name}`);
-}
 
 function snapshot(s: Store = store) {
   return JSON.stringify(['resources', 'allocations', 'ipam_cursors'].map((t) => s.db.prepare(`SELECT * FROM ${t}`).all()));

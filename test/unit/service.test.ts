@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fails } from '../support/errors.js';
 import { beforeEach, describe, test } from 'node:test';
 import {
   AbortedError,
@@ -6,7 +7,6 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-  type NetkeepError,
 } from '../../src/domain/errors.js';
 import { createServices, mergePatch, type Services } from '../../src/service/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -27,17 +27,6 @@ beforeEach(() => {
     foreignNetns: (name) => name === 'docker-made',
   });
 });
-
-function fails<E extends NetkeepError>(fn: () => unknown, cls: new (...a: never[]) => E, field?: string): E {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-    if (field) assert.ok(err.violations.some((v) => v.field === field), `no violation on ${field}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected ${cls.name}`);
-}
 
 /** Everything the store holds, to show a failed request stored nothing. */
 function snapshot() {
