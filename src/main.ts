@@ -1,8 +1,9 @@
 /**
- * netkeepd: wires every layer together. Start-up order: migrate → load →
- * first reconcile pass → serve. SIGTERM/SIGINT: stop serving, finish the pass
- * in flight, close the store, exit. Stopping never tears down kernel state:
- * the datapath outlives the daemon.
+ * netkeepd: wires every layer together. Start-up order: migrate → sweep
+ * allocations whose owner is gone → listen (every API call answers
+ * UNAVAILABLE) → first reconcile pass → ready. SIGTERM/SIGINT: stop serving,
+ * finish the pass in flight, close the store, exit. Stopping never tears
+ * down kernel state: the datapath outlives the daemon.
  */
 import { mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
@@ -53,14 +54,21 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     foreignNetns: (name) => reconciler.foreignNetns(name),
   });
 
-  await runner.start();
+  const swept = services.ipam.sweepOrphans();
+  if (swept.length > 0) log.info({ owners: swept.slice(0, 20), count: swept.length }, 'released allocations whose owner no longer exists');
+
+  // Listen before the first pass, so that clients get UNAVAILABLE (and
+  // Retry-After) rather than a refused connection while it runs; no answer
+  // comes from half-loaded state.
   const grpc = createGrpcServer(services, log);
   let rest: HttpServer | undefined;
   try {
     await bindGrpc(grpc.server, config.grpcListen);
     rest = await listenRest(createRestApp(services, log), config.restListen);
+    await runner.start();
   } catch (err) {
     grpc.server.forceShutdown();
+    rest?.close();
     await runner.stop();
     store.close();
     throw err;

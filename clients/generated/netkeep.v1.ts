@@ -340,6 +340,17 @@ export interface components {
         Mtu: number;
         /** @description Addresses to put on the interface, each `address/prefixLength` like `10.50.0.2/24` or `fd00::2/64` (strict: no leading zeros, no spaces). Stored normalized (RFC 5952 for IPv6). Each address may be held once per network namespace and once per bridge segment. Default: none. */
         InterfaceAddresses: string[];
+        /** @description Names of IpPools (`/v1/pools`) to take addresses from, each at most once. Default: none. */
+        AddressPools: string[];
+        /** @description The addresses taken from `addressPools`, in that order. */
+        PooledAddresses: components["schemas"]["PooledAddress"][];
+        /** @description An interface address taken from an IpPool. */
+        PooledAddress: {
+            /** @description Name of the IpPool. */
+            pool: string;
+            /** @description `address/prefixLength`, with the pool's prefix length, like `10.50.0.7/24`. */
+            address: string;
+        };
         /**
          * @description `PENDING`: not reconciled to the current generation yet; `READY`: the kernel matches the spec; `FAILED`: the last attempt failed, `message` says why, and the reconciler keeps retrying.
          * @enum {string}
@@ -351,6 +362,7 @@ export interface components {
             ifindex: number;
             /** @description MAC address the kernel reports, lowercase; "" while the interface does not exist. */
             mac: string;
+            poolAddresses: components["schemas"]["PooledAddresses"];
         };
         /** @description An error (RFC 9457 problem details) with the gRPC status code name in `code`. */
         Problem: {
@@ -467,6 +479,8 @@ export interface components {
             addresses: components["schemas"]["InterfaceAddresses"];
             /** @description 802.1Q VLAN filtering on the bridge (`vlan_filtering 1`). Default false. */
             vlanFiltering: boolean;
+            /** @description IpPools whose gateway the bridge takes as an address, with the pool's prefix length (`10.50.0.1/24`), besides `addresses`. Each pool must have a gateway; a pool serves one bridge. Default: none. */
+            addressPools: components["schemas"]["AddressPools"];
             generation: components["schemas"]["Generation"];
             etag: components["schemas"]["Etag"];
             createTime: components["schemas"]["CreateTime"];
@@ -487,6 +501,8 @@ export interface components {
             addresses?: components["schemas"]["InterfaceAddresses"];
             /** @description 802.1Q VLAN filtering. Default false. */
             vlanFiltering?: boolean;
+            /** @description IpPools whose gateway the bridge takes as an address, with the pool's prefix length (`10.50.0.1/24`), besides `addresses`. Each pool must have a gateway; a pool serves one bridge. Default: none. */
+            addressPools?: components["schemas"]["AddressPools"];
             generation?: components["schemas"]["IgnoredOnInput"];
             etag?: components["schemas"]["IgnoredOnInput"];
             createTime?: components["schemas"]["IgnoredOnInput"];
@@ -510,6 +526,8 @@ export interface components {
             addresses?: string[] | null;
             /** @description 802.1Q VLAN filtering; null is false. */
             vlanFiltering?: boolean | null;
+            /** @description The new complete list of pools (merge patch replaces arrays); null or [] for none. */
+            addressPools?: string[] | null;
             generation?: components["schemas"]["IgnoredOnInput"];
             etag?: components["schemas"]["IgnoredOnInput"];
             createTime?: components["schemas"]["IgnoredOnInput"];
@@ -526,6 +544,7 @@ export interface components {
             ifindex: number;
             /** @description MAC the kernel reports, lowercase; "" while the bridge does not exist. */
             mac: string;
+            poolAddresses: components["schemas"]["PooledAddresses"];
         };
         /** @description One page of bridges. */
         BridgeList: {
@@ -544,6 +563,8 @@ export interface components {
             addresses: components["schemas"]["InterfaceAddresses"];
             /** @description MAC of this end, six lowercase colon-separated hex octets, unicast and not all zeros; "" (the default) lets the kernel pick a random one. */
             mac: string;
+            /** @description IpPools to take one address each from for this end (owner `veths/<name>/<end>`), with the pool's prefix length. Allocated with the pair, released when it is deleted or the pool is dropped from this list; shown in `status.<end>.poolAddresses`. Default: none. */
+            addressPools: components["schemas"]["AddressPools"];
         };
         /** @description One end of a veth pair to create. Fields left out take their defaults. */
         VethEndCreate: {
@@ -556,6 +577,8 @@ export interface components {
             addresses?: components["schemas"]["InterfaceAddresses"];
             /** @description Six colon-separated hex octets, unicast, not all zeros; "" (the default) lets the kernel pick. */
             mac?: string;
+            /** @description IpPools to take one address each from for this end (owner `veths/<name>/<end>`), with the pool's prefix length. Allocated with the pair, released when it is deleted or the pool is dropped from this list; shown in `status.<end>.poolAddresses`. Default: none. */
+            addressPools?: components["schemas"]["AddressPools"];
         };
         /** @description A merge patch of one end: fields left out keep their value, null resets a field to its default. `ifname` and `namespace` may be sent only with their current value. */
         VethEndPatch: {
@@ -569,6 +592,8 @@ export interface components {
             addresses?: string[] | null;
             /** @description New MAC; "" or null lets the kernel pick. */
             mac?: string | null;
+            /** @description The new complete list of pools (merge patch replaces arrays); null or [] for none. Allocations from pools dropped are released; those kept stay as they are. */
+            addressPools?: string[] | null;
         } | null;
         /** @description A veth pair (`ip link add <a.ifname> type veth peer name <b.ifname>`), both ends up, each in its namespace and optionally on a bridge. */
         VethPair: {

@@ -224,3 +224,26 @@ export function checkOwner(v: Violations, field: string, input: unknown): string
   else if (/[\x00-\x1f\x7f]/.test(owner)) v.add(field, 'may not contain control characters');
   return owner;
 }
+
+/**
+ * The owner of the allocation a veth end holds from each of its
+ * `addressPools`: `veths/<name>/<end>`.
+ */
+export function vethEndOwner(name: string, end: 'a' | 'b'): string {
+  return `veths/${name}/${end}`;
+}
+
+/**
+ * The netkeep resource an owner names, when it has the form of one
+ * (`<kind>/<name>` or `<kind>/<name>/<a|b>`, kind one of `kinds`); undefined for
+ * any other free-form owner. Start-up removes allocations whose owner names a
+ * resource that does not exist.
+ */
+export function resourceOfOwner<K extends string>(
+  owner: string,
+  kinds: readonly K[],
+): { kind: K; name: string; end?: 'a' | 'b' } | undefined {
+  const m = /^([a-z]+)\/([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(?:\/(a|b))?$/.exec(owner);
+  if (!m || !kinds.includes(m[1] as K)) return undefined;
+  return { kind: m[1] as K, name: m[2]!, ...(m[4] ? { end: m[4] as 'a' | 'b' } : {}) };
+}

@@ -15,6 +15,7 @@ import {
   type VethEnd,
   type VethSpec,
 } from './types.js';
+import { POOL_KIND, type PoolKind } from './ipam.js';
 import {
   Violations,
   addressIp,
@@ -24,6 +25,7 @@ import {
   checkMac,
   checkMtu,
   checkObject,
+  checkPoolNames,
   checkResourceName,
   checkUint32,
   checkUnknownFields,
@@ -33,12 +35,20 @@ import {
   parseIp,
 } from './validate.js';
 
-/** A reference from one resource's field to another resource. */
+/** A reference from one resource's field to another resource (or pool). */
 export interface Reference {
-  kind: Kind;
+  kind: Kind | PoolKind;
   name: string;
   field: string;
 }
+
+/**
+ * The addresses a spec's links take from pools, found in the write
+ * transaction: by the field that names the pools (`addressPools`,
+ * `a.addressPools`, `b.addressPools`), one `address/prefixLength` per pool in
+ * the order given. They are claimed like the addresses typed in.
+ */
+export type Pooled = Partial<Record<string, string[]>>;
 
 /**
  * Something a spec holds that no other resource may hold in the same scope:
@@ -62,8 +72,8 @@ export interface KindRules<K extends Kind> {
   readonly immutable: readonly string[];
   normalize(v: Violations, name: string, input: Record<string, unknown>): SpecOf[K];
   references(spec: SpecOf[K]): Reference[];
-  /** The names and addresses the spec holds; `name` is the resource's own. */
-  claims(spec: SpecOf[K], name: string): Claim[];
+  /** The names and addresses the spec holds; `name` is the resource's own, `pooled` its pool addresses. */
+  claims(spec: SpecOf[K], name: string, pooled: Pooled): Claim[];
 }
 
 /** An ifname for a link netkeep creates: any valid one but `lo`, which every namespace already has. */
@@ -92,10 +102,27 @@ function ifnameClaim(namespace: string, ifname: string, field: string): Claim {
   return { scope: `ifname:${namespace}`, key: ifname, field, what: `interface name ${ifname} in ${describeNamespace(namespace)}` };
 }
 
-function addressClaims(addresses: string[], namespace: string, segments: string[], field: string): Claim[] {
-  return addresses.flatMap((a, i) => {
-    const ip = addressIp(a);
-    const f = `${field}[${i}]`;
+/** One interface address of a spec and the field it comes from (`addresses[0]`, `a.addressPools[1]`). */
+interface FieldAddress {
+  address: string;
+  field: string;
+}
+
+/** A link's addresses: those typed in `<prefix>addresses`, then those from `<prefix>addressPools`. */
+function linkAddresses(addresses: string[], pooled: Pooled, prefix: string): FieldAddress[] {
+  return [
+    ...addresses.map((address, i) => ({ address, field: `${prefix}addresses[${i}]` })),
+    ...(pooled[`${prefix}addressPools`] ?? []).map((address, i) => ({ address, field: `${prefix}addressPools[${i}]` })),
+  ];
+}
+
+function poolRefs(pools: string[], prefix: string): Reference[] {
+  return pools.map((name, i) => ({ kind: POOL_KIND, name, field: `${prefix}addressPools[${i}]` }));
+}
+
+function addressClaims(addresses: FieldAddress[], namespace: string, segments: string[]): Claim[] {
+  return addresses.flatMap(({ address, field: f }) => {
+    const ip = addressIp(address);
     return [
       { scope: `ip:${namespace}`, key: ip, field: f, what: `${ip} in ${describeNamespace(namespace)}` },
       ...[...new Set(segments.filter((s) => s !== ''))].map((bridge) => ({
@@ -117,7 +144,7 @@ const namespaceRules: KindRules<'namespaces'> = {
 };
 
 const bridgeRules: KindRules<'bridges'> = {
-  fields: ['namespace', 'ifname', 'mtu', 'mac', 'addresses', 'vlanFiltering'],
+  fields: ['namespace', 'ifname', 'mtu', 'mac', 'addresses', 'vlanFiltering', 'addressPools'],
   immutable: ['namespace', 'ifname'],
   normalize(v, name, input): BridgeSpec {
     const namespace = checkNamespaceField(v, 'namespace', input.namespace);
@@ -139,13 +166,24 @@ const bridgeRules: KindRules<'bridges'> = {
       mac: mac === '' ? derivedMac(`netkeep:bridges/${name}`) : mac,
       addresses: checkInterfaceAddresses(v, 'addresses', input.addresses),
       vlanFiltering: checkBool(v, 'vlanFiltering', input.vlanFiltering),
+      addressPools: checkPoolNames(v, 'addressPools', input.addressPools),
     };
   },
-  references: (s) => namespaceRef(s.namespace, 'namespace'),
-  claims: (s, name) => [ifnameClaim(s.namespace, s.ifname, 'ifname'), ...addressClaims(s.addresses, s.namespace, [name], 'addresses')],
+  references: (s) => [...namespaceRef(s.namespace, 'namespace'), ...poolRefs(s.addressPools, '')],
+  claims: (s, name, pooled) => [
+    ifnameClaim(s.namespace, s.ifname, 'ifname'),
+    ...addressClaims(linkAddresses(s.addresses, pooled, ''), s.namespace, [name]),
+    // A pool is one subnet: its gateway is the address of one bridge.
+    ...s.addressPools.map((pool, i) => ({
+      scope: 'gateway:',
+      key: pool,
+      field: `addressPools[${i}]`,
+      what: `the gateway of pool ${pool}`,
+    })),
+  ],
 };
 
-const VETH_END_FIELDS = ['ifname', 'namespace', 'bridge', 'addresses', 'mac'] as const;
+const VETH_END_FIELDS = ['ifname', 'namespace', 'bridge', 'addresses', 'mac', 'addressPools'] as const;
 
 function normalizeVethEnd(v: Violations, field: string, value: unknown): VethEnd {
   if (value === undefined || value === null) {
@@ -161,6 +199,7 @@ function normalizeVethEnd(v: Violations, field: string, value: unknown): VethEnd
     bridge,
     addresses: checkInterfaceAddresses(v, `${field}.addresses`, input.addresses),
     mac: checkMac(v, `${field}.mac`, input.mac),
+    addressPools: checkPoolNames(v, `${field}.addressPools`, input.addressPools),
   };
 }
 
@@ -182,20 +221,24 @@ const vethRules: KindRules<'veths'> = {
     (['a', 'b'] as const).flatMap((end) => [
       ...namespaceRef(s[end].namespace, `${end}.namespace`),
       ...(s[end].bridge === '' ? [] : [{ kind: 'bridges' as const, name: s[end].bridge, field: `${end}.bridge` }]),
+      ...poolRefs(s[end].addressPools, `${end}.`),
     ]),
-  claims: (s, name) =>
-    (['a', 'b'] as const).flatMap((end) => [
-      ifnameClaim(s[end].namespace, s[end].ifname, `${end}.ifname`),
-      // The two ends are one link layer even without a bridge: an address once per pair.
-      ...s[end].addresses.map((a, i) => ({
-        scope: `pair:${name}`,
-        key: addressIp(a),
-        field: `${end}.addresses[${i}]`,
-        what: `${addressIp(a)} on veth pair ${name}`,
-      })),
-      // Both ends of a pair are on the segment of any bridge either end is a port of.
-      ...addressClaims(s[end].addresses, s[end].namespace, [s.a.bridge, s.b.bridge], `${end}.addresses`),
-    ]),
+  claims: (s, name, pooled) =>
+    (['a', 'b'] as const).flatMap((end) => {
+      const addresses = linkAddresses(s[end].addresses, pooled, `${end}.`);
+      return [
+        ifnameClaim(s[end].namespace, s[end].ifname, `${end}.ifname`),
+        // The two ends are one link layer even without a bridge: an address once per pair.
+        ...addresses.map(({ address, field }) => ({
+          scope: `pair:${name}`,
+          key: addressIp(address),
+          field,
+          what: `${addressIp(address)} on veth pair ${name}`,
+        })),
+        // Both ends of a pair are on the segment of any bridge either end is a port of.
+        ...addressClaims(addresses, s[end].namespace, [s.a.bridge, s.b.bridge]),
+      ];
+    }),
 };
 
 const routeRules: KindRules<'routes'> = {

@@ -48,8 +48,24 @@ export interface BridgeSpec {
   addresses: string[];
   /** 802.1Q VLAN filtering (`ip link set … type bridge vlan_filtering 1`). */
   vlanFiltering: boolean;
+  /**
+   * IpPool names; the bridge takes each pool's gateway with the pool's prefix
+   * length (`10.50.0.1/24`), besides `addresses`. A pool serves one bridge.
+   */
+  addressPools: string[];
 }
-export type BridgeStatus = BaseStatus & LinkStatus;
+
+/** An interface address that came from a pool: `address` is `ip/prefixLength`. */
+export interface PooledAddress {
+  pool: string;
+  address: string;
+}
+
+/** The addresses a resource's link holds from its `addressPools`, in that order (filled on read). */
+export interface PooledStatus {
+  poolAddresses: PooledAddress[];
+}
+export type BridgeStatus = BaseStatus & LinkStatus & PooledStatus;
 
 export interface VethEnd {
   ifname: string;
@@ -59,6 +75,12 @@ export interface VethEnd {
   addresses: string[];
   /** "" lets the kernel choose a random MAC. */
   mac: string;
+  /**
+   * IpPool names; this end holds one allocation from each (owner
+   * `veths/<name>/<end>`, made and released with the veth), configured with
+   * the pool's prefix length.
+   */
+  addressPools: string[];
 }
 
 export interface VethSpec {
@@ -67,7 +89,7 @@ export interface VethSpec {
   a: VethEnd;
   b: VethEnd;
 }
-export type VethStatus = BaseStatus & { a: LinkStatus; b: LinkStatus };
+export type VethStatus = BaseStatus & { a: LinkStatus & PooledStatus; b: LinkStatus & PooledStatus };
 
 export interface RouteSpec {
   namespace: string;
@@ -130,11 +152,11 @@ export function pendingStatus<K extends Kind>(kind: K): StatusOf[K] {
   const link: LinkStatus = { ifindex: 0, mac: '' };
   switch (kind) {
     case 'bridges':
-      return { ...base, ...link } as StatusOf[K];
+      return { ...base, ...link, poolAddresses: [] } as BridgeStatus as StatusOf[K];
     case 'veths':
-      return { ...base, a: { ...link }, b: { ...link } } as StatusOf[K];
+      return { ...base, a: { ...link, poolAddresses: [] }, b: { ...link, poolAddresses: [] } } as VethStatus as StatusOf[K];
     default:
-      return base as StatusOf[K];
+      return base as unknown as StatusOf[K];
   }
 }
 

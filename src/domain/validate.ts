@@ -238,6 +238,37 @@ export function checkInterfaceAddresses(v: Violations, field: string, value: unk
   return out;
 }
 
+/**
+ * `addressPools`: a list of IpPool names (resource names), each at most once.
+ * Absent or null is []. Whether the pools exist is checked in the write
+ * transaction, not here.
+ */
+export function checkPoolNames(v: Violations, field: string, value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) {
+    v.add(field, 'must be a list of pool names');
+    return [];
+  }
+  const out: string[] = [];
+  value.forEach((item, i) => {
+    const f = `${field}[${i}]`;
+    if (typeof item !== 'string' || item === '') {
+      v.add(f, 'must be the name of a pool');
+      return;
+    }
+    if (out.includes(item)) {
+      v.add(f, `pool ${item} is listed twice`);
+      return;
+    }
+    if (!RESOURCE_NAME_RE.test(item)) {
+      checkResourceName(v, f, item);
+      return;
+    }
+    out.push(item);
+  });
+  return out;
+}
+
 /** The bare IP of an interface address (`10.50.0.2/24` → `10.50.0.2`). */
 export function addressIp(cidr: string): string {
   return cidr.slice(0, cidr.indexOf('/'));

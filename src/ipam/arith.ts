@@ -147,22 +147,26 @@ export function allocatable(n: Network, ranges: readonly Interval[], excluded: r
  *
  * `allocatedFrom(from)` yields the allocated addresses ≥ `from` in ascending
  * order; it is read lazily, so the cost is the allocations actually passed,
- * not the size of the space. Returns undefined when every address is taken.
+ * not the size of the space. `avoid`, when given, rules out addresses that
+ * are free in the pool but in use elsewhere (an address typed in on the same
+ * segment); it is asked only about free candidates. Returns undefined when
+ * every address is taken or avoided.
  */
 export function nextFree(
   space: readonly Interval[],
   cursor: bigint | undefined,
   allocatedFrom: (from: bigint) => Iterable<bigint>,
+  avoid?: (address: bigint) => boolean,
 ): bigint | undefined {
   if (space.length === 0) return undefined;
   const begin = cursor === undefined ? space[0]!.start : cursor + 1n;
   // Pass 1: from `begin` to the end of the space (none when the cursor is at
   // its end, possibly the top of the address family); pass 2: from the start up to `begin`.
   if (begin <= space[space.length - 1]!.end) {
-    const found = firstFreeIn(space, begin, undefined, allocatedFrom);
+    const found = firstFreeIn(space, begin, undefined, allocatedFrom, avoid);
     if (found !== undefined) return found;
   }
-  return firstFreeIn(space, space[0]!.start, begin, allocatedFrom);
+  return firstFreeIn(space, space[0]!.start, begin, allocatedFrom, avoid);
 }
 
 function firstFreeIn(
@@ -170,6 +174,7 @@ function firstFreeIn(
   from: bigint,
   before: bigint | undefined,
   allocatedFrom: (from: bigint) => Iterable<bigint>,
+  avoid: ((address: bigint) => boolean) | undefined,
 ): bigint | undefined {
   const taken = allocatedFrom(from)[Symbol.iterator]();
   let nextTaken = taken.next();
@@ -179,7 +184,7 @@ function firstFreeIn(
     while (candidate <= seg.end) {
       if (before !== undefined && candidate >= before) return undefined;
       while (!nextTaken.done && nextTaken.value < candidate) nextTaken = taken.next();
-      if (nextTaken.done || nextTaken.value !== candidate) return candidate;
+      if ((nextTaken.done || nextTaken.value !== candidate) && !avoid?.(candidate)) return candidate;
       candidate++;
     }
   }

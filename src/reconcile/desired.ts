@@ -58,12 +58,27 @@ export interface DesiredState {
 /** Default veth MTU when the spec leaves it at 0: the kernel's ETH_DATA_LEN. */
 export const DEFAULT_VETH_MTU = 1500;
 
-export function buildDesired(input: {
-  namespaces: Namespace[];
-  bridges: Bridge[];
-  veths: VethPair[];
-  routes: Route[];
-}): DesiredState {
+/**
+ * The addresses links take from pools (issue 3), read from the store with
+ * the snapshot: `bridges/<name>` and `veths/<name>/<end>` → `address/prefixLength`.
+ */
+export type PooledAddresses = ReadonlyMap<string, readonly string[]>;
+
+/** The key of a link in PooledAddresses. */
+export function pooledKey(kind: 'bridges' | 'veths', name: string, end?: 'a' | 'b'): string {
+  return end ? `${kind}/${name}/${end}` : `${kind}/${name}`;
+}
+
+/** The desired kernel objects of the stored resources; `pooled` adds the pool addresses of their links. */
+export function buildDesired(
+  input: {
+    namespaces: Namespace[];
+    bridges: Bridge[];
+    veths: VethPair[];
+    routes: Route[];
+  },
+  pooled: PooledAddresses = new Map(),
+): DesiredState {
   const bridgeIfname = new Map(input.bridges.map((b) => [b.name, b.spec.ifname]));
   const namespaces = new Map(input.namespaces.map((n) => [n.name, ownerRef('namespaces', n.name)]));
   const links: DesiredLink[] = [];
@@ -76,7 +91,7 @@ export function buildDesired(input: {
       alias: ownerAlias('bridges', b.name),
       mtu: b.spec.mtu,
       mac: b.spec.mac,
-      addresses: b.spec.addresses,
+      addresses: [...b.spec.addresses, ...(pooled.get(pooledKey('bridges', b.name)) ?? [])],
       master: '',
       vlanFiltering: b.spec.vlanFiltering,
     });
@@ -93,7 +108,7 @@ export function buildDesired(input: {
         alias: ownerAlias('veths', v.name),
         mtu: v.spec.mtu === 0 ? DEFAULT_VETH_MTU : v.spec.mtu,
         mac: me.mac,
-        addresses: me.addresses,
+        addresses: [...me.addresses, ...(pooled.get(pooledKey('veths', v.name, end)) ?? [])],
         master: me.bridge === '' ? '' : (bridgeIfname.get(me.bridge) ?? ''),
         ...(me.bridge === '' ? {} : { masterOwner: ownerRef('bridges', me.bridge) }),
         vlanFiltering: false,

@@ -3,10 +3,21 @@
  * diff) → apply (one `ip -batch` per namespace) → status per resource.
  */
 import type { Logger } from 'pino';
-import { HOST_NAMESPACE, KINDS, ownerAlias, type Kind, type LinkStatus, type Resource, type State, type StatusOf } from '../domain/types.js';
+import {
+  HOST_NAMESPACE,
+  KINDS,
+  ownerAlias,
+  type Kind,
+  type LinkStatus,
+  type PooledAddress,
+  type Resource,
+  type State,
+  type StatusOf,
+} from '../domain/types.js';
+import { bridgePoolAddresses, vethEndPoolAddresses } from '../ipam/pooled.js';
 import type { BatchFailure, IpClient, ObservedLink, ObservedNetns } from '../kernel/ip/types.js';
 import type { Store } from '../store/index.js';
-import { buildDesired, ownerRef, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
+import { buildDesired, ownerRef, pooledKey, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
 import { plan, type Batch, type ObservedState, type Plan, type PlannedLine } from './plan.js';
 
 /** What one pass did. */
@@ -56,10 +67,14 @@ export class Reconciler {
 
   async pass(): Promise<PassResult> {
     const started = performance.now();
-    const snapshot = this.store.transaction(
-      () => Object.fromEntries(KINDS.map((k) => [k, this.store.all(k)])) as unknown as Snapshot,
+    const { snapshot, pooled } = this.store.transaction(() => {
+      const snapshot = Object.fromEntries(KINDS.map((k) => [k, this.store.all(k)])) as unknown as Snapshot;
+      return { snapshot, pooled: this.readPooled(snapshot) };
+    });
+    const desired = buildDesired(
+      snapshot,
+      new Map([...pooled].map(([key, list]) => [key, list.map((p) => p.address)])),
     );
-    const desired = buildDesired(snapshot);
     const before = await this.observe(desired);
     const first = plan(desired, before);
 
@@ -74,7 +89,7 @@ export class Reconciler {
     }
     this.observed = after;
 
-    const notReady = this.writeStatuses(snapshot, after, check, failures);
+    const notReady = this.writeStatuses(snapshot, pooled, after, check, failures);
     const written = first.batches.flatMap((b) => [...b.create, ...b.lines]);
     const lines = written.length;
     const durationMs = Math.round(performance.now() - started);
@@ -228,9 +243,25 @@ export class Reconciler {
     return { netns, byNetns };
   }
 
+  /** The pool addresses of every bridge and veth end of the snapshot, by pooledKey(). */
+  private readPooled(snapshot: Snapshot): Map<string, PooledAddress[]> {
+    const pooled = new Map<string, PooledAddress[]>();
+    for (const b of snapshot.bridges) {
+      if (b.spec.addressPools.length > 0) pooled.set(pooledKey('bridges', b.name), bridgePoolAddresses(this.store.ipam, b.spec));
+    }
+    for (const v of snapshot.veths) {
+      for (const end of ['a', 'b'] as const) {
+        if (v.spec[end].addressPools.length === 0) continue;
+        pooled.set(pooledKey('veths', v.name, end), vethEndPoolAddresses(this.store.ipam, v.name, end, v.spec[end]));
+      }
+    }
+    return pooled;
+  }
+
   /** Writes every resource's status in one transaction; returns how many are not READY. */
   private writeStatuses(
     snapshot: Snapshot,
+    pooled: ReadonlyMap<string, PooledAddress[]>,
     observed: ObservedState,
     remaining: Plan,
     failures: Failure[],
@@ -274,13 +305,23 @@ export class Reconciler {
           let status: StatusOf[Kind] = base;
           if (kind === 'bridges') {
             const b = r as Resource<'bridges'>;
-            status = { ...base, ...linkStatus(b.spec.namespace, b.spec.ifname, ownerAlias(kind, b.name)) };
+            status = {
+              ...base,
+              ...linkStatus(b.spec.namespace, b.spec.ifname, ownerAlias(kind, b.name)),
+              poolAddresses: pooled.get(pooledKey('bridges', b.name)) ?? [],
+            };
           } else if (kind === 'veths') {
             const v = r as Resource<'veths'>;
             status = {
               ...base,
-              a: linkStatus(v.spec.a.namespace, v.spec.a.ifname, ownerAlias(kind, v.name)),
-              b: linkStatus(v.spec.b.namespace, v.spec.b.ifname, ownerAlias(kind, v.name)),
+              a: {
+                ...linkStatus(v.spec.a.namespace, v.spec.a.ifname, ownerAlias(kind, v.name)),
+                poolAddresses: pooled.get(pooledKey('veths', v.name, 'a')) ?? [],
+              },
+              b: {
+                ...linkStatus(v.spec.b.namespace, v.spec.b.ifname, ownerAlias(kind, v.name)),
+                poolAddresses: pooled.get(pooledKey('veths', v.name, 'b')) ?? [],
+              },
             };
           }
           if (state === 'FAILED' && (r.status.state !== 'FAILED' || r.status.message !== message)) {

@@ -32,6 +32,7 @@ import {
   POOL_KIND,
   checkOwner,
   normalizePoolSpec,
+  resourceOfOwner,
   type Allocation,
   type IpPool,
   type IpPoolSpec,
@@ -54,6 +55,7 @@ import {
   type Interval,
   type Network,
 } from '../ipam/arith.js';
+import { KINDS } from '../domain/types.js';
 import type { StoredAllocation } from '../store/allocations.js';
 import type { Store } from '../store/store.js';
 import type { ListOptions, WriteOptions } from './types.js';
@@ -230,6 +232,7 @@ export class IpamService {
       const labelsChanged = JSON.stringify(labels) !== JSON.stringify(current.labels);
       if (!specChanged && !labelsChanged) return { pool: current, changed: false };
       if (specChanged) this.checkStranded(current, spec);
+      if (spec.gateway !== current.spec.gateway) this.checkGatewayUnused(current);
       const generation = specChanged ? current.generation + 1 : current.generation;
       const next: IpPool = {
         ...current,
@@ -252,6 +255,13 @@ export class IpamService {
     this.store.transaction(() => {
       const current = this.mustGetPool(name);
       checkEtag(poolRef(current.name), current, opts.etag);
+      const users = this.store.dependents(POOL_KIND, name);
+      if (users.length > 0) {
+        throw new FailedPreconditionError(
+          `${poolRef(name)} is still used by ${users.map((d) => `${d.kind}/${d.name} (${d.field})`).join(', ')}; remove it from their addressPools first`,
+          [...new Set(users.map((d) => `${d.kind}/${d.name}`))],
+        );
+      }
       const n = this.repo.count(name);
       if (n > 0) {
         const shown = this.repo.page(name, '', NAMED_OWNERS);
@@ -294,49 +304,89 @@ export class IpamService {
 
     return this.store.transaction(() => {
       const p = this.mustGetPool(pool);
-      const sp = spaceOf(p.spec);
-      const family = sp.network.family;
-      const requested = addressText === '' ? undefined : this.checkRequested(p, sp, addressText);
-
-      const mine = this.repo.byOwner(pool, owner);
-      if (mine) {
-        if (requested !== undefined && requested !== fromSortKey(mine.sortKey)) {
-          const description = `${owner} already holds ${mine.address} in ${poolRef(pool)}`;
-          throw new AlreadyExistsError(description, [{ field: 'owner', description }]);
-        }
-        return publicAllocation(mine);
-      }
-
-      let value: bigint;
-      if (requested !== undefined) {
-        const held = this.repo.get(pool, sortKey(family, requested));
-        if (held) {
-          const description = `${held.address} is already allocated${held.owner === '' ? '' : ` to ${held.owner}`}`;
-          throw new AlreadyExistsError(description, [{ field: 'address', description }]);
-        }
-        value = requested;
-      } else {
-        const found = this.nextFree(pool, sp);
-        if (found === undefined) {
-          throw new ResourceExhaustedError(`${poolRef(pool)} (${p.spec.cidr}) has no free address`);
-        }
-        value = found;
-      }
-      const a: StoredAllocation = {
-        pool,
-        address: formatAddress(family, value),
-        owner,
-        labels,
-        createTime: new Date().toISOString(),
-        sortKey: sortKey(family, value),
-      };
-      if (!opts.validateOnly) {
-        this.repo.insert(a);
-        if (requested === undefined) this.repo.setCursor(pool, a.sortKey);
-        this.store.bumpRevision();
-      }
-      return publicAllocation(a);
+      const requested = addressText === '' ? undefined : this.checkRequested(p, spaceOf(p.spec), addressText);
+      return publicAllocation(this.take(p, owner, labels, requested, { validateOnly: opts.validateOnly }));
     });
+  }
+
+  /**
+   * For a resource's `addressPools` (service/pooled.ts), inside the caller's
+   * write transaction: the allocation `owner` holds in `pool`, or the next
+   * free address for it, skipping addresses `avoid` says are in use on the
+   * link's segment. `field` names the request field in errors.
+   *
+   * Throws NotFoundError (pool, on `field`), ResourceExhaustedError.
+   */
+  allocateOwned(pool: string, owner: string, field: string, avoid: (address: string) => boolean, validateOnly = false): StoredAllocation {
+    const p = this.repo.getPool(pool);
+    if (!p) throw new NotFoundError(POOL_KIND, pool, field);
+    try {
+      return this.take(p, owner, {}, undefined, { validateOnly, avoid });
+    } catch (err) {
+      if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
+      throw err;
+    }
+  }
+
+  /** Inside the caller's transaction: releases what `owner` holds in `pool`, if anything. */
+  releaseOwned(pool: string, owner: string): void {
+    const held = this.repo.byOwner(pool, owner);
+    if (held) this.repo.delete(pool, held.sortKey);
+  }
+
+  /**
+   * The allocation step of allocate() and allocateOwned(): the owner's
+   * existing allocation, else `requested`, else the next free address.
+   */
+  private take(
+    p: IpPool,
+    owner: string,
+    labels: Record<string, string>,
+    requested: bigint | undefined,
+    opts: { validateOnly?: boolean; avoid?: (address: string) => boolean },
+  ): StoredAllocation {
+    const pool = p.name;
+    const sp = spaceOf(p.spec);
+    const family = sp.network.family;
+    const mine = this.repo.byOwner(pool, owner);
+    if (mine) {
+      if (requested !== undefined && requested !== fromSortKey(mine.sortKey)) {
+        const description = `${owner} already holds ${mine.address} in ${poolRef(pool)}`;
+        throw new AlreadyExistsError(description, [{ field: 'owner', description }]);
+      }
+      return mine;
+    }
+
+    let value: bigint;
+    if (requested !== undefined) {
+      const held = this.repo.get(pool, sortKey(family, requested));
+      if (held) {
+        const description = `${held.address} is already allocated${held.owner === '' ? '' : ` to ${held.owner}`}`;
+        throw new AlreadyExistsError(description, [{ field: 'address', description }]);
+      }
+      value = requested;
+    } else {
+      const avoid = opts.avoid;
+      const found = this.nextFree(pool, sp, avoid && ((x) => avoid(formatAddress(family, x))));
+      if (found === undefined) {
+        throw new ResourceExhaustedError(`${poolRef(pool)} (${p.spec.cidr}) has no free address`);
+      }
+      value = found;
+    }
+    const a: StoredAllocation = {
+      pool,
+      address: formatAddress(family, value),
+      owner,
+      labels,
+      createTime: new Date().toISOString(),
+      sortKey: sortKey(family, value),
+    };
+    if (!opts.validateOnly) {
+      this.repo.insert(a);
+      if (requested === undefined) this.repo.setCursor(pool, a.sortKey);
+      this.store.bumpRevision();
+    }
+    return a;
   }
 
   /** Throws NotFoundError (pool or allocation), InvalidArgumentError (malformed address). */
@@ -372,10 +422,39 @@ export class IpamService {
     this.store.transaction(() => {
       const p = this.mustGetPool(pool);
       const key = this.keyOf(p, address);
-      if (key === undefined || !this.repo.get(pool, key)) throw new NotFoundError(`${poolRef(pool)}/allocations`, address);
+      const held = key === undefined ? undefined : this.repo.get(pool, key);
+      if (!held) throw new NotFoundError(`${poolRef(pool)}/allocations`, address);
+      const user = this.resourceUsing(pool, held.owner);
+      if (user) {
+        throw new FailedPreconditionError(
+          `${held.address} is the address ${user} takes from ${poolRef(pool)}; remove the pool from its addressPools, or delete it, to release the address`,
+          [user],
+        );
+      }
       if (opts.validateOnly) return;
-      this.repo.delete(pool, key);
+      this.repo.delete(pool, held.sortKey);
       this.store.bumpRevision();
+    });
+  }
+
+  /**
+   * The start-up sweep: in one transaction, removes every allocation whose
+   * owner names a netkeep resource (`veths/<name>/<end>`, `bridges/<name>`,
+   * … see domain/ipam.ts resourceOfOwner) that does not exist. Allocations
+   * with any other owner, or none, are the caller's and are left alone.
+   * Returns the owners removed.
+   */
+  sweepOrphans(): string[] {
+    return this.store.transaction(() => {
+      const removed: string[] = [];
+      for (const owner of this.repo.allOwners()) {
+        const of = resourceOfOwner(owner, KINDS);
+        if (!of || this.store.get(of.kind, of.name)) continue;
+        this.repo.deleteOwner(owner);
+        removed.push(owner);
+      }
+      if (removed.length > 0) this.store.bumpRevision();
+      return removed;
     });
   }
 
@@ -430,7 +509,7 @@ export class IpamService {
    * the store. Every iterator it opens is closed before returning, since an
    * open better-sqlite3 iterator keeps the connection busy.
    */
-  private nextFree(pool: string, sp: Space): bigint | undefined {
+  private nextFree(pool: string, sp: Space, avoid?: (x: bigint) => boolean): bigint | undefined {
     const family = sp.network.family;
     const cursorKey = this.repo.cursor(pool);
     const open: Iterator<string>[] = [];
@@ -444,10 +523,30 @@ export class IpamService {
       })();
     };
     try {
-      return nextFree(sp.space, cursorKey === undefined ? undefined : fromSortKey(cursorKey), from);
+      return nextFree(sp.space, cursorKey === undefined ? undefined : fromSortKey(cursorKey), from, avoid);
     } finally {
       for (const it of open) it.return?.();
     }
+  }
+
+  /** `veths/<name>` when `owner` is a veth end whose addressPools still names `pool`. */
+  private resourceUsing(pool: string, owner: string): string | undefined {
+    const of = resourceOfOwner(owner, ['veths'] as const);
+    if (!of?.end) return undefined;
+    const veth = this.store.get('veths', of.name);
+    return veth?.spec[of.end].addressPools.includes(pool) ? `veths/${of.name}` : undefined;
+  }
+
+  /** A bridge configures the gateway of each pool it names: that gateway may not move under it. */
+  private checkGatewayUnused(p: IpPool): void {
+    const bridges = this.store.dependents(POOL_KIND, p.name).filter((d) => d.kind === 'bridges');
+    if (bridges.length === 0) return;
+    const names = [...new Set(bridges.map((d) => `${d.kind}/${d.name}`))];
+    throw new FailedPreconditionError(
+      `the gateway of ${poolRef(p.name)} is the address of ${names.join(', ')}; remove the pool from their addressPools to change it`,
+      names,
+      [{ field: 'gateway', description: `is the address of ${names.join(', ')}` }],
+    );
   }
 
   /** Refuses a cidr that shares any address with another pool's (same family). */

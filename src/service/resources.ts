@@ -9,10 +9,12 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../domain/errors.js';
+import { POOL_KIND } from '../domain/ipam.js';
 import { RULES, describeNamespace } from '../domain/rules.js';
 import { KIND_SINGULAR, pendingStatus, type Kind, type Resource, type SpecOf } from '../domain/types.js';
 import { Violations, checkLabels, checkResourceName, checkUnknownFields } from '../domain/validate.js';
 import type { Claims, Store } from '../store/index.js';
+import { pooledOf, withPoolAddresses, type Assigned, type PoolUse } from './pooled.js';
 import type { ListOptions, ListResult, ResourceService, WriteOptions } from './types.js';
 
 export interface ServiceHooks {
@@ -43,6 +45,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
     readonly kind: K,
     private readonly store: Store,
     private readonly hooks: ServiceHooks,
+    private readonly pools: PoolUse,
   ) {}
 
   private get rules() {
@@ -74,7 +77,8 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
           [{ field: 'name', description: `/run/netns/${name} exists and is not netkeep's` }],
         );
       }
-      const claims = this.checkClaims(name, spec);
+      const assigned = this.pools.assign(this.kind, name, spec, undefined, opts.validateOnly);
+      const claims = this.checkClaims(name, spec, assigned);
       // A validateOnly answer has no etag: nothing was stored that it could name.
       const etag = opts.validateOnly ? '' : etagOf(this.store.bumpRevision());
       const resource: Resource<K> = {
@@ -86,7 +90,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         etag,
         createTime: now,
         updateTime: now,
-        status: pendingStatus(this.kind),
+        status: withPoolAddresses(this.kind, pendingStatus(this.kind), assigned),
       };
       if (!opts.validateOnly) this.store.insert(resource, claims);
       return resource;
@@ -139,8 +143,10 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
       const specChanged = JSON.stringify(spec) !== JSON.stringify(current.spec);
       const labelsChanged = JSON.stringify(labels) !== JSON.stringify(current.labels);
       if (!specChanged && !labelsChanged) return { resource: current, changed: false };
-      const claims = this.checkClaims(name, spec);
+      const assigned = this.pools.assign(this.kind, name, spec, current.spec, opts.validateOnly);
+      const claims = this.checkClaims(name, spec, assigned);
       const etag = opts.validateOnly ? '' : etagOf(this.store.bumpRevision());
+      const status = specChanged ? { ...current.status, state: 'PENDING' as const, message: '' } : current.status;
       const next: Resource<K> = {
         ...current,
         labels,
@@ -148,7 +154,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         generation: specChanged ? current.generation + 1 : current.generation,
         etag,
         updateTime: new Date().toISOString(),
-        status: specChanged ? { ...current.status, state: 'PENDING', message: '' } : current.status,
+        status: withPoolAddresses(this.kind, status, assigned),
       };
       if (!opts.validateOnly) this.store.replace(next, claims);
       return { resource: next, changed: !opts.validateOnly };
@@ -170,6 +176,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         );
       }
       if (opts.validateOnly) return;
+      this.pools.releaseAll(this.kind, name);
       this.store.delete(this.kind, name);
       this.store.bumpRevision();
     });
@@ -181,9 +188,11 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
    * to exists, that the spec does not claim one thing twice, and that no other
    * resource (nor, as last observed, a foreign link) holds what it claims.
    */
-  private checkClaims(name: string, spec: SpecOf[K]): Claims {
-    const claims: Claims = { references: this.rules.references(spec), unique: this.rules.claims(spec, name) };
+  private checkClaims(name: string, spec: SpecOf[K], assigned: Assigned): Claims {
+    const claims: Claims = { references: this.rules.references(spec), unique: this.rules.claims(spec, name, pooledOf(assigned)) };
     for (const r of claims.references) {
+      // Pools were looked up when their addresses were assigned.
+      if (r.kind === POOL_KIND) continue;
       const target = this.store.get(r.kind, r.name);
       if (!target) throw new NotFoundError(r.kind, r.name, r.field);
       if (r.kind === 'bridges') this.checkBridgeNamespace(r.field, spec, target as Resource<'bridges'>);

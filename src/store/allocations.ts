@@ -68,6 +68,10 @@ export class AllocationStore {
         .pluck(),
       byOwner: db.prepare<[string, string], AllocationRow>('SELECT * FROM allocations WHERE pool = ? AND owner = ?'),
       ofOwner: db.prepare<[string], AllocationRow>('SELECT * FROM allocations WHERE owner = ? ORDER BY pool, sort_key'),
+      allOwners: db
+        .prepare<[], string>("SELECT DISTINCT owner FROM allocations WHERE owner <> '' ORDER BY owner")
+        .pluck(),
+      deleteOwner: db.prepare<[string]>('DELETE FROM allocations WHERE owner = ?'),
       owners: db
         .prepare<[string, number], string>(
           "SELECT DISTINCT owner FROM allocations WHERE pool = ? AND owner <> '' ORDER BY owner LIMIT ?",
@@ -173,6 +177,16 @@ export class AllocationStore {
   /** Every allocation `owner` holds, in any pool. */
   ofOwner(owner: string): StoredAllocation[] {
     return this.s.ofOwner.all(owner).map(allocationFromRow);
+  }
+
+  /** Every distinct non-empty owner, in any pool, sorted (for the start-up sweep). */
+  allOwners(): string[] {
+    return this.s.allOwners.all();
+  }
+
+  /** Deletes every allocation `owner` holds, in any pool; returns how many. */
+  deleteOwner(owner: string): number {
+    return this.s.deleteOwner.run(owner).changes;
   }
 
   /** Up to `limit` distinct non-empty owners of allocations in `pool`, sorted. */

@@ -7,6 +7,7 @@
  */
 import Database from 'better-sqlite3';
 import type { Claim, Reference } from '../domain/rules.js';
+import type { PoolKind } from '../domain/ipam.js';
 import type { Kind, Resource, StatusOf } from '../domain/types.js';
 import { AllocationStore } from './allocations.js';
 import { migrate } from './migrate.js';
@@ -119,8 +120,8 @@ export class Store {
     this.rows.setStatus(kind, name, status);
   }
 
-  /** Resources whose spec refers to `kind/name`. */
-  dependents(kind: Kind, name: string): ClaimOwner[] {
+  /** Resources whose spec refers to `kind/name` (a pool too). */
+  dependents(kind: Kind | PoolKind, name: string): ClaimOwner[] {
     return this.stmts.dependents.all(kind, name) as ClaimOwner[];
   }
 

@@ -310,7 +310,7 @@ describe('resources', () => {
     assert.match(br.mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
     assert.equal(parseInt(br.mac.slice(0, 2), 16) & 0b11, 0b10, 'derived MAC is locally administered unicast');
     assert.equal(br.vlanFiltering, false);
-    assert.deepEqual(br.status, { state: 'PENDING', message: '', observedGeneration: '0', ifindex: 0, mac: '' });
+    assert.deepEqual(br.status, { state: 'PENDING', message: '', observedGeneration: '0', ifindex: 0, mac: '', poolAddresses: [] });
 
     const m = await nk.POST('/v1/bridges', { body: { name: 'br-mac', mac: '02:AB:CD:00:00:01', ifname: 'brmac0' } });
     assert.equal(m.data!.mac, '02:ab:cd:00:00:01');
@@ -327,8 +327,8 @@ describe('resources', () => {
       },
     });
     assert.equal(v.response.status, 201, JSON.stringify(v.error));
-    assert.deepEqual(v.data!.a, { ifname: 'va-host', namespace: 'ns-a', bridge: 'br-a', addresses: [], mac: '' });
-    assert.deepEqual(v.data!.status.a, { ifindex: 0, mac: '' });
+    assert.deepEqual(v.data!.a, { ifname: 'va-host', namespace: 'ns-a', bridge: 'br-a', addresses: [], mac: '', addressPools: [] });
+    assert.deepEqual(v.data!.status.a, { ifindex: 0, mac: '', poolAddresses: [] });
 
     const rt = await nk.POST('/v1/routes', {
       body: { name: 'rt-a', namespace: 'ns-a', destination: '10.60.0.0/16', via: '10.10.0.254', metric: 100 },
@@ -623,7 +623,7 @@ describe('presenter', () => {
     br.status = { ...br.status, state: 'READY', observedGeneration: 7, lastReconcileTime: '2025-01-02T03:04:05.678Z', ifindex: 12, mac: br.spec.mac };
     const json = presentResource(br);
     assert.equal(json.generation, '7');
-    assert.deepEqual(json.status, { state: 'READY', message: '', observedGeneration: '7', lastReconcileTime: '2025-01-02T03:04:05.678Z', ifindex: 12, mac: br.spec.mac });
+    assert.deepEqual(json.status, { state: 'READY', message: '', observedGeneration: '7', lastReconcileTime: '2025-01-02T03:04:05.678Z', ifindex: 12, mac: br.spec.mac, poolAddresses: [] });
     assertMatchesSchema('Bridge', { $ref: '#/components/schemas/Bridge' }, json);
   });
 });

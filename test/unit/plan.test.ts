@@ -19,7 +19,15 @@ function res<K extends Kind>(kind: K, name: string, spec: SpecOf[K]): Resource<K
   };
 }
 
-const end = (e: Partial<SpecOf['veths']['a']>) => ({ ifname: '', namespace: '', bridge: '', addresses: [], mac: '', ...e });
+const end = (e: Partial<SpecOf['veths']['a']>): SpecOf['veths']['a'] => ({
+  ifname: '',
+  namespace: '',
+  bridge: '',
+  addresses: [],
+  mac: '',
+  addressPools: [],
+  ...e,
+});
 
 /** The quickstart topology: blue on br0, with a default route. */
 function quickstart() {
@@ -33,6 +41,7 @@ function quickstart() {
         mac: '02:00:00:00:00:01',
         addresses: ['10.50.0.1/24'],
         vlanFiltering: false,
+        addressPools: [],
       }),
     ],
     veths: [

@@ -22,6 +22,7 @@ import { Empty } from "../../google/protobuf/empty.js";
 import { FieldMask } from "../../google/protobuf/field_mask.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import {
+  PooledAddress,
   ResourceStatus_State,
   resourceStatus_StateFromJSON,
   resourceStatus_StateToJSON,
@@ -71,6 +72,13 @@ export interface Bridge {
    * false by default.
    */
   vlanFiltering: boolean;
+  /**
+   * Names of IpPools; the bridge takes each pool's gateway with the pool's
+   * prefix length (`10.50.0.1/24`) as an address, besides `addresses`. The
+   * pool must have a gateway, and a pool serves one bridge. Shown in
+   * `status.pool_addresses`.
+   */
+  addressPools: string[];
   /** Output only. Bumped on every change of labels or spec; starts at 1. */
   generation: number;
   /**
@@ -111,6 +119,8 @@ export interface BridgeStatus {
   ifindex: number;
   /** MAC address the kernel reports; "" while the bridge does not exist. */
   mac: string;
+  /** The addresses the bridge takes from its `address_pools`, in that order. */
+  poolAddresses: PooledAddress[];
 }
 
 /** Request of BridgeService.CreateBridge. */
@@ -200,6 +210,7 @@ function createBaseBridge(): Bridge {
     mac: "",
     addresses: [],
     vlanFiltering: false,
+    addressPools: [],
     generation: 0,
     etag: "",
     createTime: undefined,
@@ -233,6 +244,9 @@ export const Bridge: MessageFns<Bridge> = {
     }
     if (message.vlanFiltering !== false) {
       writer.uint32(64).bool(message.vlanFiltering);
+    }
+    for (const v of message.addressPools) {
+      writer.uint32(74).string(v!);
     }
     if (message.generation !== 0) {
       writer.uint32(800).int64(message.generation);
@@ -332,6 +346,14 @@ export const Bridge: MessageFns<Bridge> = {
             message.vlanFiltering = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.addressPools.push(reader.string());
+            continue;
+          }
           case 100: {
             if (tag !== 800) {
               break;
@@ -413,6 +435,11 @@ export const Bridge: MessageFns<Bridge> = {
         : isSet(object.vlan_filtering)
         ? globalThis.Boolean(object.vlan_filtering)
         : false,
+      addressPools: globalThis.Array.isArray(object?.addressPools)
+        ? object.addressPools.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.address_pools)
+        ? object.address_pools.map((e: any) => globalThis.String(e))
+        : [],
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
       etag: isSet(object.etag) ? globalThis.String(object.etag) : "",
       createTime: isSet(object.createTime)
@@ -461,6 +488,9 @@ export const Bridge: MessageFns<Bridge> = {
     if (message.vlanFiltering !== false) {
       obj.vlanFiltering = message.vlanFiltering;
     }
+    if (message.addressPools?.length) {
+      obj.addressPools = message.addressPools;
+    }
     if (message.generation !== 0) {
       obj.generation = Math.round(message.generation);
     }
@@ -500,6 +530,7 @@ export const Bridge: MessageFns<Bridge> = {
     message.mac = object.mac ?? "";
     message.addresses = object.addresses?.map((e) => e) || [];
     message.vlanFiltering = object.vlanFiltering ?? false;
+    message.addressPools = object.addressPools?.map((e) => e) || [];
     message.generation = object.generation ?? 0;
     message.etag = object.etag ?? "";
     message.createTime = object.createTime ?? undefined;
@@ -604,6 +635,7 @@ function createBaseBridgeStatus(): BridgeStatus {
     lastReconcileTime: undefined,
     ifindex: 0,
     mac: "",
+    poolAddresses: [],
   };
 }
 
@@ -626,6 +658,9 @@ export const BridgeStatus: MessageFns<BridgeStatus> = {
     }
     if (message.mac !== "") {
       writer.uint32(50).string(message.mac);
+    }
+    for (const v of message.poolAddresses) {
+      PooledAddress.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -691,6 +726,14 @@ export const BridgeStatus: MessageFns<BridgeStatus> = {
             message.mac = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.poolAddresses.push(PooledAddress.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -719,6 +762,11 @@ export const BridgeStatus: MessageFns<BridgeStatus> = {
         : undefined,
       ifindex: isSet(object.ifindex) ? globalThis.Number(object.ifindex) : 0,
       mac: isSet(object.mac) ? globalThis.String(object.mac) : "",
+      poolAddresses: globalThis.Array.isArray(object?.poolAddresses)
+        ? object.poolAddresses.map((e: any) => PooledAddress.fromJSON(e))
+        : globalThis.Array.isArray(object?.pool_addresses)
+        ? object.pool_addresses.map((e: any) => PooledAddress.fromJSON(e))
+        : [],
     };
   },
 
@@ -742,6 +790,9 @@ export const BridgeStatus: MessageFns<BridgeStatus> = {
     if (message.mac !== "") {
       obj.mac = message.mac;
     }
+    if (message.poolAddresses?.length) {
+      obj.poolAddresses = message.poolAddresses.map((e) => PooledAddress.toJSON(e));
+    }
     return obj;
   },
 
@@ -756,6 +807,7 @@ export const BridgeStatus: MessageFns<BridgeStatus> = {
     message.lastReconcileTime = object.lastReconcileTime ?? undefined;
     message.ifindex = object.ifindex ?? 0;
     message.mac = object.mac ?? "";
+    message.poolAddresses = object.poolAddresses?.map((e) => PooledAddress.fromPartial(e)) || [];
     return message;
   },
 };

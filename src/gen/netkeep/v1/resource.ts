@@ -114,6 +114,19 @@ export interface LinkStatus {
    * (`02:42:ac:11:00:02`); "" while the link does not exist.
    */
   mac: string;
+  /**
+   * Veth ends: the addresses this end holds from its `address_pools`, in
+   * that order.
+   */
+  poolAddresses: PooledAddress[];
+}
+
+/** An interface address a link takes from an IpPool. */
+export interface PooledAddress {
+  /** Name of the IpPool. */
+  pool: string;
+  /** `address/prefix-length`, the pool's prefix length (`10.50.0.7/24`). */
+  address: string;
 }
 
 function createBaseResourceStatus(): ResourceStatus {
@@ -247,7 +260,7 @@ export const ResourceStatus: MessageFns<ResourceStatus> = {
 };
 
 function createBaseLinkStatus(): LinkStatus {
-  return { ifindex: 0, mac: "" };
+  return { ifindex: 0, mac: "", poolAddresses: [] };
 }
 
 export const LinkStatus: MessageFns<LinkStatus> = {
@@ -257,6 +270,9 @@ export const LinkStatus: MessageFns<LinkStatus> = {
     }
     if (message.mac !== "") {
       writer.uint32(18).string(message.mac);
+    }
+    for (const v of message.poolAddresses) {
+      PooledAddress.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -290,6 +306,14 @@ export const LinkStatus: MessageFns<LinkStatus> = {
             message.mac = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.poolAddresses.push(PooledAddress.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -306,6 +330,11 @@ export const LinkStatus: MessageFns<LinkStatus> = {
     return {
       ifindex: isSet(object.ifindex) ? globalThis.Number(object.ifindex) : 0,
       mac: isSet(object.mac) ? globalThis.String(object.mac) : "",
+      poolAddresses: globalThis.Array.isArray(object?.poolAddresses)
+        ? object.poolAddresses.map((e: any) => PooledAddress.fromJSON(e))
+        : globalThis.Array.isArray(object?.pool_addresses)
+        ? object.pool_addresses.map((e: any) => PooledAddress.fromJSON(e))
+        : [],
     };
   },
 
@@ -317,6 +346,9 @@ export const LinkStatus: MessageFns<LinkStatus> = {
     if (message.mac !== "") {
       obj.mac = message.mac;
     }
+    if (message.poolAddresses?.length) {
+      obj.poolAddresses = message.poolAddresses.map((e) => PooledAddress.toJSON(e));
+    }
     return obj;
   },
 
@@ -327,6 +359,92 @@ export const LinkStatus: MessageFns<LinkStatus> = {
     const message = createBaseLinkStatus();
     message.ifindex = object.ifindex ?? 0;
     message.mac = object.mac ?? "";
+    message.poolAddresses = object.poolAddresses?.map((e) => PooledAddress.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePooledAddress(): PooledAddress {
+  return { pool: "", address: "" };
+}
+
+export const PooledAddress: MessageFns<PooledAddress> = {
+  encode(message: PooledAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pool !== "") {
+      writer.uint32(10).string(message.pool);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PooledAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePooledAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.pool = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PooledAddress {
+    return {
+      pool: isSet(object.pool) ? globalThis.String(object.pool) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+    };
+  },
+
+  toJSON(message: PooledAddress): unknown {
+    const obj: any = {};
+    if (message.pool !== "") {
+      obj.pool = message.pool;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PooledAddress>, I>>(base?: I): PooledAddress {
+    return PooledAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PooledAddress>, I>>(object: I): PooledAddress {
+    const message = createBasePooledAddress();
+    message.pool = object.pool ?? "";
+    message.address = object.address ?? "";
     return message;
   },
 };

@@ -59,6 +59,13 @@ export interface VethEnd {
    * random one.
    */
   mac: string;
+  /**
+   * Names of IpPools; this end holds one allocation from each (owner
+   * `veths/<name>/<end>`), created with the pair, released when it is
+   * deleted or the pool is removed from this list, and configured with the
+   * pool's prefix length. Shown in `status.<end>.pool_addresses`.
+   */
+  addressPools: string[];
 }
 
 /**
@@ -212,7 +219,7 @@ export interface DeleteVethPairRequest {
 }
 
 function createBaseVethEnd(): VethEnd {
-  return { ifname: "", namespace: "", bridge: "", addresses: [], mac: "" };
+  return { ifname: "", namespace: "", bridge: "", addresses: [], mac: "", addressPools: [] };
 }
 
 export const VethEnd: MessageFns<VethEnd> = {
@@ -231,6 +238,9 @@ export const VethEnd: MessageFns<VethEnd> = {
     }
     if (message.mac !== "") {
       writer.uint32(42).string(message.mac);
+    }
+    for (const v of message.addressPools) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -288,6 +298,14 @@ export const VethEnd: MessageFns<VethEnd> = {
             message.mac = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.addressPools.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -309,6 +327,11 @@ export const VethEnd: MessageFns<VethEnd> = {
         ? object.addresses.map((e: any) => globalThis.String(e))
         : [],
       mac: isSet(object.mac) ? globalThis.String(object.mac) : "",
+      addressPools: globalThis.Array.isArray(object?.addressPools)
+        ? object.addressPools.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.address_pools)
+        ? object.address_pools.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -329,6 +352,9 @@ export const VethEnd: MessageFns<VethEnd> = {
     if (message.mac !== "") {
       obj.mac = message.mac;
     }
+    if (message.addressPools?.length) {
+      obj.addressPools = message.addressPools;
+    }
     return obj;
   },
 
@@ -342,6 +368,7 @@ export const VethEnd: MessageFns<VethEnd> = {
     message.bridge = object.bridge ?? "";
     message.addresses = object.addresses?.map((e) => e) || [];
     message.mac = object.mac ?? "";
+    message.addressPools = object.addressPools?.map((e) => e) || [];
     return message;
   },
 };
