@@ -42,6 +42,9 @@ function allocationFromRow(row: AllocationRow): StoredAllocation {
 export class AllocationStore {
   private readonly s;
 
+  // Every query by owner says `owner <> ''`: without it SQLite cannot use the
+  // partial indexes on owner (it does not know the bound value is not '') and
+  // scans the pool, which makes each allocation cost O(allocations).
   constructor(
     db: Database.Database,
     private readonly rows: ResourceRows,
@@ -66,12 +69,12 @@ export class AllocationStore {
       countBetween: db
         .prepare<[string, string, string], number>('SELECT count(*) FROM allocations WHERE pool = ? AND sort_key BETWEEN ? AND ?')
         .pluck(),
-      byOwner: db.prepare<[string, string], AllocationRow>('SELECT * FROM allocations WHERE pool = ? AND owner = ?'),
-      ofOwner: db.prepare<[string], AllocationRow>('SELECT * FROM allocations WHERE owner = ? ORDER BY pool, sort_key'),
+      byOwner: db.prepare<[string, string], AllocationRow>("SELECT * FROM allocations WHERE pool = ? AND owner = ? AND owner <> ''"),
+      ofOwner: db.prepare<[string], AllocationRow>("SELECT * FROM allocations WHERE owner = ? AND owner <> '' ORDER BY pool, sort_key"),
       allOwners: db
         .prepare<[], string>("SELECT DISTINCT owner FROM allocations WHERE owner <> '' ORDER BY owner")
         .pluck(),
-      deleteOwner: db.prepare<[string]>('DELETE FROM allocations WHERE owner = ?'),
+      deleteOwner: db.prepare<[string]>("DELETE FROM allocations WHERE owner = ? AND owner <> ''"),
       owners: db
         .prepare<[string, number], string>(
           "SELECT DISTINCT owner FROM allocations WHERE pool = ? AND owner <> '' ORDER BY owner LIMIT ?",

@@ -49,3 +49,22 @@ describe('migrations', () => {
     assert.ok(readFileSync(join(mdir, `${next}_broken.sql`), 'utf8').includes('half'));
   });
 });
+
+describe('allocation queries', () => {
+  test('every statement on allocations uses an index: none reads a whole pool or the whole table', () => {
+    const store = openStore(':memory:');
+    // The prepared statements of AllocationStore (private: read here to check their plans).
+    const statements = Object.values((store.ipam as unknown as { s: Record<string, Database.Statement> }).s);
+    assert.ok(statements.length > 10);
+    for (const st of statements) {
+      const named = Object.fromEntries((st.source.match(/@\w+/g) ?? []).map((p) => [p.slice(1), 'x']));
+      const positional = (st.source.match(/\?/g) ?? []).map(() => 'x');
+      const explain = store.db.prepare(`EXPLAIN QUERY PLAN ${st.source}`);
+      const plan = (Object.keys(named).length > 0 ? explain.all(named) : explain.all(...positional)) as { detail: string }[];
+      for (const { detail } of plan.filter((p) => / (allocations|ipam_cursors)\b/.test(p.detail))) {
+        assert.match(detail, /USING (COVERING )?(INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/, `${st.source}\n  → ${detail}`);
+      }
+    }
+    store.close();
+  });
+});
