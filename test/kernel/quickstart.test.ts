@@ -13,6 +13,7 @@ import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { sandbox } from '../support/sandbox.js';
 import { startNetkeepd, type RunningDaemon } from '../support/daemon.js';
+import { eventually, ping } from '../support/kernel.js';
 
 const sb = await sandbox(import.meta.url);
 
@@ -50,21 +51,6 @@ async function anyTentative(): Promise<boolean> {
     if (ifaces.some((i) => i.addr_info.some((a) => a.tentative))) return true;
   }
   return false;
-}
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    // The kernel changes under the check (a netns listed, then deleted): that is "not yet".
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out waiting for: ${what}`);
-}
-
-async function ping(netns: string, address: string): Promise<boolean> {
-  const r = await execa('ip', ['netns', 'exec', netns, 'ping', '-c', '1', '-W', '1', address], { reject: false });
-  return r.exitCode === 0;
 }
 
 interface Driver {

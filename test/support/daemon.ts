@@ -81,3 +81,28 @@ async function readyz(socketPath: string): Promise<boolean> {
     await dispatcher.close();
   }
 }
+
+/** A JSON-over-REST client on a daemon's unix socket. */
+export interface RestClient {
+  /** One request; `body` is sent as JSON. Resolves with the status and the parsed body (undefined when empty). */
+  call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  close(): Promise<void>;
+}
+
+/** A RestClient on `socketPath`, with up to `connections` requests in flight. */
+export function restClient(socketPath: string, connections = 32): RestClient {
+  const dispatcher = new Agent({ connect: { socketPath }, connections });
+  return {
+    async call(method, path, body) {
+      const res = await request(`http://netkeep${path}`, {
+        method,
+        dispatcher,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.body.text();
+      return { status: res.statusCode, body: text === '' ? undefined : JSON.parse(text) };
+    },
+    close: () => dispatcher.close(),
+  };
+}
