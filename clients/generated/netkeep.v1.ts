@@ -310,7 +310,7 @@ export interface paths {
         post?: never;
         /**
          * Release one allocation
-         * @description The address is not handed out again at once (next-free moves on from the last one it gave).
+         * @description The address is not handed out again at once (next-free moves on from the last one it gave). An allocation a veth end holds through its `addressPools` is released with the veth (or by dropping the pool from the list), not here: 409 FAILED_PRECONDITION names the veth.
          */
         delete: operations["release"];
         options?: never;
@@ -865,7 +865,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description `ALREADY_EXISTS`: the name, an ifname in that namespace, or an address is taken by another resource (`violations` names the field). `FAILED_PRECONDITION`: still referenced by the resources `detail` names, or a foreign kernel object holds the name. */
+        /** @description `ALREADY_EXISTS`: the name, an ifname in that namespace, or an address is taken by another resource (`violations` names the field). `FAILED_PRECONDITION`: still referenced by the resources `detail` names, or a foreign kernel object holds the name. `RESOURCE_EXHAUSTED`: a pool has no free address (`violations` names the `addressPools` entry when a bridge or veth asked for it). */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -2031,6 +2031,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

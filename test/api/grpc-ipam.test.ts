@@ -14,7 +14,9 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { pino } from 'pino';
 import { SERVICE_NAMES, IPAM_SERVICE_NAME, bindGrpc, createGrpcServer } from '../../src/api/grpc/server.js';
+import { Bridge, BridgeServiceClient } from '../../src/gen/netkeep/v1/bridge.js';
 import { IpPool, IpamServiceClient, type AllocateRequest } from '../../src/gen/netkeep/v1/ipam.js';
+import { VethPair, VethServiceClient } from '../../src/gen/netkeep/v1/veth.js';
 import { ResourceStatus_State } from '../../src/gen/netkeep/v1/resource.js';
 import { createServices, type Services } from '../../src/service/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -235,5 +237,53 @@ describe('allocations', () => {
     await release('busy', a.address);
     await deletePool('busy');
     await fails(getPool('busy'), grpc.status.NOT_FOUND);
+  });
+});
+
+describe('address_pools on bridges and veth ends', () => {
+  test('create, show in status, change with an update mask, release on delete', async () => {
+    const bridges = new BridgeServiceClient(address, creds);
+    const veths = new VethServiceClient(address, creds);
+    try {
+      await createPool({ name: 'g-use', cidr: '10.39.0.0/24', gateway: '10.39.0.1' });
+      await createPool({ name: 'g-use6', cidr: 'fd00:39::/64', gateway: 'fd00:39::1' });
+      const br = await call(bridges.createBridge.bind(bridges), {
+        bridge: Bridge.fromPartial({ name: 'g-br', addressPools: ['g-use'] }),
+        validateOnly: false,
+      });
+      assert.deepEqual(br.status?.poolAddresses, [{ pool: 'g-use', address: '10.39.0.1/24' }]);
+
+      const v = await call(veths.createVethPair.bind(veths), {
+        vethPair: VethPair.fromPartial({ name: 'g-pod', a: { ifname: 'vh-g-pod', bridge: 'g-br' }, b: { ifname: 'vg-pod', addressPools: ['g-use'] } }),
+        validateOnly: false,
+      });
+      assert.deepEqual(v.b?.addressPools, ['g-use']);
+      assert.deepEqual(v.status?.b?.poolAddresses, [{ pool: 'g-use', address: '10.39.0.2/24' }]);
+
+      const updated = await call(veths.updateVethPair.bind(veths), {
+        vethPair: VethPair.fromPartial({ name: 'g-pod', b: { addressPools: ['g-use', 'g-use6'] } }),
+        updateMask: ['b.address_pools'],
+        validateOnly: false,
+      });
+      assert.deepEqual(updated.status?.b?.poolAddresses, [
+        { pool: 'g-use', address: '10.39.0.2/24' },
+        { pool: 'g-use6', address: 'fd00:39::2/64' },
+      ]);
+
+      const stillUsed = await fails(release('g-use', '10.39.0.2'), grpc.status.FAILED_PRECONDITION, /veths\/g-pod/);
+      assert.ok(stillUsed.details.includes('addressPools'));
+      await fails(
+        call(bridges.createBridge.bind(bridges), { bridge: Bridge.fromPartial({ name: 'g-br2', addressPools: ['g-ghost'] }), validateOnly: false }),
+        grpc.status.NOT_FOUND,
+      );
+
+      await call(veths.deleteVethPair.bind(veths), { name: 'g-pod', etag: '' });
+      const left = await call(ipam.listAllocations.bind(ipam), { pool: 'g-use6', pageSize: 0, pageToken: '' });
+      assert.deepEqual(left.allocations, []);
+      await call(bridges.deleteBridge.bind(bridges), { name: 'g-br', etag: '' });
+    } finally {
+      bridges.close();
+      veths.close();
+    }
   });
 });

@@ -454,3 +454,76 @@ describe('bad input is rejected naming the field, and stores nothing', () => {
     });
   }
 });
+
+describe('bridges and veths take addresses from pools (addressPools)', () => {
+  before(async () => {
+    unwrap(await nk.POST('/v1/pools', { body: { name: 'p-use', cidr: '10.49.0.0/29', gateway: '10.49.0.1' } })); // hosts .1-.6
+    unwrap(await nk.POST('/v1/pools', { body: { name: 'p-use6', cidr: 'fd00:49::/64', gateway: 'fd00:49::1' } }));
+    unwrap(await nk.POST('/v1/pools', { body: { name: 'p-nogw', cidr: '10.49.1.0/24' } }));
+    unwrap(await nk.POST('/v1/namespaces', { body: { name: 'use-a' } }));
+  });
+
+  test('a bridge shows its pools\' gateways, a veth end its allocations, with the pool prefix length', async () => {
+    const br = unwrap(await nk.POST('/v1/bridges', { body: { name: 'br-use', addressPools: ['p-use', 'p-use6'] } }));
+    assert.deepEqual(br.addressPools, ['p-use', 'p-use6']);
+    assert.deepEqual(br.status.poolAddresses, [
+      { pool: 'p-use', address: '10.49.0.1/29' },
+      { pool: 'p-use6', address: 'fd00:49::1/64' },
+    ]);
+    const v = unwrap(
+      await nk.POST('/v1/veths', {
+        body: { name: 'use-a', a: { ifname: 'vh-use-a', bridge: 'br-use' }, b: { ifname: 'eth0', namespace: 'use-a', addressPools: ['p-use6', 'p-use'] } },
+      }),
+    );
+    assert.deepEqual(v.b.addressPools, ['p-use6', 'p-use']);
+    assert.deepEqual(v.status.b.poolAddresses, [
+      { pool: 'p-use6', address: 'fd00:49::2/64' },
+      { pool: 'p-use', address: '10.49.0.2/29' },
+    ]);
+    const held = unwrap(await nk.GET('/v1/pools/{pool}/allocations', { params: { path: { pool: 'p-use' } } }));
+    assert.deepEqual(held.items.map((a) => [a.address, a.owner]), [['10.49.0.2', 'veths/use-a/b']]);
+
+    // The owned allocation cannot be released through the pool, nor the pool deleted, while the veth names it.
+    await rejects(s, () => s.call('DELETE', '/v1/pools/p-use/allocations/10.49.0.2'), { status: 409, code: 'FAILED_PRECONDITION', detail: ['veths/use-a'] });
+    await rejects(s, () => s.call('DELETE', '/v1/pools/p-use'), { status: 409, code: 'FAILED_PRECONDITION', detail: ['veths/use-a', 'bridges/br-use'] });
+
+    // PATCH drops a pool: its allocation is released at once.
+    const patched = await s.call('PATCH', '/v1/veths/use-a', { json: { b: { addressPools: ['p-use6'] } }, contentType: 'application/merge-patch+json' });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.deepEqual(patched.body!.status.b.poolAddresses, [{ pool: 'p-use6', address: 'fd00:49::2/64' }]);
+    assert.deepEqual(unwrap(await nk.GET('/v1/pools/{pool}/allocations', { params: { path: { pool: 'p-use' } } })).items, []);
+
+    assert.equal((await s.call('DELETE', '/v1/veths/use-a')).status, 204);
+    assert.deepEqual(unwrap(await nk.GET('/v1/pools/{pool}/allocations', { params: { path: { pool: 'p-use6' } } })).items, []);
+    assert.equal((await s.call('DELETE', '/v1/bridges/br-use')).status, 204);
+  });
+
+  const veth = (pools: unknown): Json => ({ name: 'use-bad', a: { ifname: 'vh-use-bad' }, b: { ifname: 'eth0', namespace: 'use-a', addressPools: pools } });
+  const bad: [string, string, Json, Rejection][] = [
+    ['addressPools not a list', '/v1/veths', veth('p-use'), invalid('b.addressPools')],
+    ['a pool listed twice', '/v1/veths', veth(['p-use', 'p-use']), invalid('b.addressPools[1]')],
+    ['a pool name that is not a name', '/v1/veths', veth(['P_USE']), invalid('b.addressPools[0]')],
+    ['an unknown pool', '/v1/veths', veth(['p-use', 'p-ghost']), { status: 404, code: 'NOT_FOUND', field: 'b.addressPools[1]' }],
+    ['a bridge pool without a gateway', '/v1/bridges', { name: 'br-bad', addressPools: ['p-nogw'] }, { status: 409, code: 'FAILED_PRECONDITION', field: 'addressPools[0]' }],
+  ];
+  for (const [rule, path, body, want] of bad) {
+    test(`rejected: ${rule}; nothing stored`, async () => {
+      await rejects(s, () => s.call('POST', path, { json: body }), want, rule);
+      await rejects(s, () => s.call('POST', `${path}?validateOnly=true`, { json: body }), want, `${rule} (validateOnly)`);
+      assert.equal((await s.call('GET', `${path}/${body.name}`)).status, 404);
+    });
+  }
+
+  test('a full pool is 409 RESOURCE_EXHAUSTED on the field, and the veth is not created', async () => {
+    const pods: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const name = `fill-${i}`;
+      unwrap(await nk.POST('/v1/veths', { body: { name, a: { ifname: `vf${i}` }, b: { ifname: `vg${i}`, addressPools: ['p-use'] } } }));
+      pods.push(name);
+    }
+    // .1 is the gateway, .2-.6 are taken: the pool is full.
+    await rejects(s, () => s.call('POST', '/v1/veths', { json: veth(['p-use6', 'p-use']) }), { status: 409, code: 'RESOURCE_EXHAUSTED', field: 'b.addressPools[1]' });
+    assert.equal((await s.call('GET', '/v1/veths/use-bad')).status, 404);
+    for (const name of pods) assert.equal((await s.call('DELETE', `/v1/veths/${name}`)).status, 204);
+  });
+});
