@@ -3,8 +3,9 @@
  * kernel-strict parsers of validate.ts, and the Allocation record.
  *
  * Pools are stored in the `resources` table under the kind `pools`, but
- * `pools` is deliberately not in `KINDS` (domain/types.ts) yet: that list
- * drives REST, gRPC and the reconciler, and the pool API is not wired there.
+ * `pools` is not in `KINDS` (domain/types.ts): that list drives the generic
+ * CRUD service and the reconciler, and a pool has its own service
+ * (service/ipam.ts) and nothing in the kernel.
  *
  * Domain imports nothing outside domain/, so the few bigint comparisons the
  * validation needs are done here on the parsed bytes; the interval

@@ -1,7 +1,7 @@
 /**
  * IPAM use cases (issue 3): IpPool CRUD and allocations. Validate → one
- * IMMEDIATE store transaction → return. Not wired to the API or the
- * reconciler yet.
+ * IMMEDIATE store transaction → return. Bridges and veth ends allocate
+ * through allocateOwned() inside their own transactions (service/pooled.ts).
  *
  * Rules (each tested in test/unit/ipam-service.test.ts):
  * - Pools may not overlap one another (IPv4 and IPv6), checked inside the
@@ -412,7 +412,7 @@ export class IpamService {
     };
   }
 
-  /** Every allocation `owner` holds, in any pool (for releasing a deleted resource's addresses later). */
+  /** Every allocation `owner` holds, in any pool, by pool and address. */
   allocationsOf(owner: string): Allocation[] {
     return owner === '' ? [] : this.repo.ofOwner(owner).map(publicAllocation);
   }
