@@ -15,11 +15,11 @@ import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { IpamServiceClient, type Allocation } from '../../src/gen/netkeep/v1/ipam.js';
+import { IpamServiceClient } from '../../src/gen/netkeep/v1/ipam.js';
 import { FakeIpClient } from '../../src/kernel/ip/fake.js';
 import type { IpClient } from '../../src/kernel/ip/types.js';
 import { startDaemon, type Daemon } from '../../src/main.js';
-import { restClient, type RestClient } from '../support/daemon.js';
+import { allAllocations, restClient, type RestClient } from '../support/daemon.js';
 import { call, fails } from '../support/grpc.js';
 
 const dirs: string[] = [];
@@ -58,19 +58,6 @@ function connect(stateDir: string): Client {
 
 async function start(stateDir: string, ip: IpClient = new FakeIpClient({ vlanFilteringSupported: false })): Promise<Daemon> {
   return startDaemon(configFor(stateDir), { ip, logger: pino({ level: 'silent' }) });
-}
-
-/** Every allocation of `pool`, over REST, following pages. */
-async function listAll(c: Client, pool: string): Promise<Array<{ address: string; owner: string }>> {
-  const out: Array<{ address: string; owner: string }> = [];
-  let token = '';
-  do {
-    const r = await c.rest('GET', `/v1/pools/${pool}/allocations?pageSize=100${token ? `&pageToken=${token}` : ''}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    out.push(...r.body.items.map((a: Allocation) => ({ address: a.address, owner: a.owner })));
-    token = r.body.nextPageToken;
-  } while (token !== '');
-  return out;
 }
 
 describe('parallel allocations over REST and gRPC', () => {
@@ -116,7 +103,7 @@ describe('parallel allocations over REST and gRPC', () => {
       const live = new Map<string, string>();
       for (const [i, address] of answered) if (!released.has(i)) live.set(`owner-${i}`, address);
       // Retries that came after a release allocated again: they are live too.
-      const persisted = await listAll(c, 'load');
+      const persisted = await allAllocations({ call: c.rest }, 'load');
       for (const a of persisted) if (!live.has(a.owner)) live.set(a.owner, a.address);
       const addresses = persisted.map((a) => a.address);
       assert.equal(new Set(addresses).size, addresses.length, 'no address twice');
@@ -130,7 +117,7 @@ describe('parallel allocations over REST and gRPC', () => {
       await daemon.stop();
       daemon = await start(stateDir);
       c = connect(stateDir);
-      assert.deepEqual(await listAll(c, 'load'), persisted);
+      assert.deepEqual(await allAllocations({ call: c.rest }, 'load'), persisted);
       const pool = await c.rest('GET', '/v1/pools/load');
       assert.equal(pool.body.status.allocated, String(persisted.length));
       // The cursor survived too: the next address follows the highest handed out, not a released one.

@@ -13,7 +13,7 @@ import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { IpamServiceClient } from '../../src/gen/netkeep/v1/ipam.js';
-import { restClient, startNetkeepd, type RestClient, type RunningDaemon } from '../support/daemon.js';
+import { allAllocations, restClient, startNetkeepd, type RestClient, type RunningDaemon } from '../support/daemon.js';
 import { call } from '../support/grpc.js';
 import { eventually, ping } from '../support/kernel.js';
 import { sandbox } from '../support/sandbox.js';
@@ -49,19 +49,6 @@ async function allReady(c: RestClient): Promise<boolean> {
   return true;
 }
 
-/** Every allocation of `pool`, following pages. */
-async function allocations(c: RestClient, pool: string): Promise<Array<{ address: string; owner: string }>> {
-  const out: Array<{ address: string; owner: string }> = [];
-  let token = '';
-  do {
-    const r = await c.call('GET', `/v1/pools/${pool}/allocations?pageSize=500${token ? `&pageToken=${token}` : ''}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    out.push(...r.body.items.map((a: { address: string; owner: string }) => ({ address: a.address, owner: a.owner })));
-    token = r.body.nextPageToken;
-  } while (token !== '');
-  return out;
-}
-
 describe('pool addresses in the kernel', { skip: sb.skip }, () => {
   test('namespaces on a bridge with pool addresses ping each other; deleting a veth frees its address', async () => {
     const daemon = await startNetkeepd(stateDir());
@@ -93,7 +80,7 @@ describe('pool addresses in the kernel', { skip: sb.skip }, () => {
 
       assert.equal((await c.call('DELETE', '/v1/veths/red')).status, 204);
       assert.deepEqual(
-        (await allocations(c, 'pods4')).map((a) => [a.address, a.owner]),
+        (await allAllocations(c, 'pods4')).map((a) => [a.address, a.owner]),
         [['10.90.0.2', 'veths/blue/b']],
         "red's address is free again",
       );
@@ -152,7 +139,7 @@ describe('kill -9 in the middle of a burst', { skip: sb.skip }, () => {
     daemon = await startNetkeepd(dir);
     c = restClient(daemon.restSocket);
     try {
-      const persisted = await allocations(c, 'burst');
+      const persisted = await allAllocations(c, 'burst');
       const addresses = persisted.map((a) => a.address);
       assert.equal(new Set(addresses).size, addresses.length, 'no address twice');
       assert.equal(new Set(persisted.map((a) => a.owner)).size, persisted.length, 'one allocation per owner');
@@ -171,7 +158,7 @@ describe('kill -9 in the middle of a burst', { skip: sb.skip }, () => {
         const before = persisted.find((a) => a.owner === owner);
         if (before) assert.equal(r.body.address, before.address, `${owner} retried after the restart`);
       }
-      const final = await allocations(c, 'burst');
+      const final = await allAllocations(c, 'burst');
       assert.equal(final.length, OWNERS + 1, 'one allocation per owner, no leaked address');
       assert.equal(new Set(final.map((a) => a.address)).size, final.length);
       const pool = (await c.call('GET', '/v1/pools/burst')).body;

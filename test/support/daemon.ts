@@ -106,3 +106,16 @@ export function restClient(socketPath: string, connections = 32): RestClient {
     close: () => dispatcher.close(),
   };
 }
+
+/** Every allocation of `pool` over REST, following pages, in address order. */
+export async function allAllocations(rest: Pick<RestClient, 'call'>, pool: string): Promise<Array<{ address: string; owner: string }>> {
+  const out: Array<{ address: string; owner: string }> = [];
+  let token = '';
+  do {
+    const r = await rest.call('GET', `/v1/pools/${pool}/allocations?pageSize=500${token ? `&pageToken=${token}` : ''}`);
+    if (r.status !== 200) throw new Error(`listing ${pool}: ${r.status} ${JSON.stringify(r.body)}`);
+    out.push(...r.body.items.map((a: { address: string; owner: string }) => ({ address: a.address, owner: a.owner })));
+    token = r.body.nextPageToken;
+  } while (token !== '');
+  return out;
+}
