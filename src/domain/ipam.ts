@@ -12,7 +12,7 @@
  * arithmetic proper lives in ipam/arith.ts.
  */
 import type { BaseStatus } from './types.js';
-import { Violations, checkObject, optString, parseCidr, parseIp } from './validate.js';
+import { IPV4_MAPPED_MESSAGE, Violations, checkObject, optString, parseCidr, parseIp } from './validate.js';
 
 /** The stored kind of pools in the `resources` table. Not a member of `Kind` (see above). */
 export const POOL_KIND = 'pools';
@@ -86,8 +86,10 @@ export const POOL_FIELDS = ['cidr', 'gateway', 'ranges', 'reserved'] as const;
 /** Fields that may not change after create: changing the network would strand every allocation. */
 export const POOL_IMMUTABLE = ['cidr'] as const;
 
-/** Maximum owner length (bytes are not the point; a reference like `veths/<name>/b` is short). */
+/** Maximum owner length in UTF-8 bytes (a reference like `veths/<name>/b` is short). */
 export const OWNER_MAX = 253;
+/** Most entries `ranges` and `reserved` may each have: every read of a pool works over them. */
+export const POOL_LIST_MAX = 256;
 
 function value(bytes: number[]): bigint {
   let x = 0n;
@@ -165,6 +167,7 @@ export function normalizePoolSpec(v: Violations, input: Record<string, unknown>)
   } else {
     const c = parseCidr(cidrText);
     if (!c) v.add('cidr', `"${cidrText}" is not a network in CIDR form, like 10.50.0.0/24`);
+    else if (c.ipv4Mapped) v.add('cidr', `${cidrText} ${IPV4_MAPPED_MESSAGE}`);
     else if (!c.isNetwork) v.add('cidr', `${cidrText} has host bits set; the network is written with them clear`);
     else {
       cidr = c.text;
@@ -182,12 +185,16 @@ export function normalizePoolSpec(v: Violations, input: Record<string, unknown>)
       if (net && net.family === 4 && net.prefixLength < 31 && (gw.value === net.first || gw.value === net.last)) {
         v.add('gateway', `${gw.text} is the ${gw.value === net.first ? 'network' : 'broadcast'} address of ${cidr}`);
       }
+      if (net && net.family === 6 && net.prefixLength < 127 && gw.value === net.first) {
+        v.add('gateway', `${gw.text} is the subnet-router anycast address of ${cidr} (RFC 4291 §2.6.1), not a host address`);
+      }
     }
   }
 
   const ranges: AddressRange[] = [];
   if (input.ranges !== undefined && input.ranges !== null) {
     if (!Array.isArray(input.ranges)) v.add('ranges', 'must be a list of {start, end}');
+    else if (input.ranges.length > POOL_LIST_MAX) v.add('ranges', `may have at most ${POOL_LIST_MAX} entries`);
     else
       input.ranges.forEach((r, i) => {
         const range = checkRange(v, `ranges[${i}]`, r, net);
@@ -198,6 +205,7 @@ export function normalizePoolSpec(v: Violations, input: Record<string, unknown>)
   const reserved: ReservedEntry[] = [];
   if (input.reserved !== undefined && input.reserved !== null) {
     if (!Array.isArray(input.reserved)) v.add('reserved', 'must be a list of addresses or {start, end}');
+    else if (input.reserved.length > POOL_LIST_MAX) v.add('reserved', `may have at most ${POOL_LIST_MAX} entries`);
     else
       input.reserved.forEach((r, i) => {
         const field = `reserved[${i}]`;
@@ -217,12 +225,13 @@ export function normalizePoolSpec(v: Violations, input: Record<string, unknown>)
 
 /**
  * An allocation's owner: a free-form reference, "" for none, at most
- * OWNER_MAX characters, no control characters.
+ * OWNER_MAX bytes of UTF-8, no control characters (C0, C1) nor line or
+ * paragraph separators.
  */
 export function checkOwner(v: Violations, field: string, input: unknown): string {
   const owner = optString(v, field, input);
-  if (owner.length > OWNER_MAX) v.add(field, `must be at most ${OWNER_MAX} characters`);
-  else if (/[\x00-\x1f\x7f]/.test(owner)) v.add(field, 'may not contain control characters');
+  if (Buffer.byteLength(owner) > OWNER_MAX) v.add(field, `must be at most ${OWNER_MAX} bytes (UTF-8)`);
+  else if (/[\p{Cc}\u2028\u2029]/u.test(owner)) v.add(field, 'may not contain control characters or line breaks');
   return owner;
 }
 

@@ -172,14 +172,15 @@ const bridgeRules: KindRules<'bridges'> = {
   references: (s) => [...namespaceRef(s.namespace, 'namespace'), ...poolRefs(s.addressPools, '')],
   claims: (s, name, pooled) => [
     ifnameClaim(s.namespace, s.ifname, 'ifname'),
-    ...addressClaims(linkAddresses(s.addresses, pooled, ''), s.namespace, [name]),
-    // A pool is one subnet: its gateway is the address of one bridge.
+    // A pool is one subnet: its gateway is the address of one bridge. (Checked
+    // before the addresses, so that a second bridge hears that, not of the address.)
     ...s.addressPools.map((pool, i) => ({
       scope: 'gateway:',
       key: pool,
       field: `addressPools[${i}]`,
       what: `the gateway of pool ${pool}`,
     })),
+    ...addressClaims(linkAddresses(s.addresses, pooled, ''), s.namespace, [name]),
   ],
 };
 

@@ -167,7 +167,12 @@ export interface ParsedIp {
   family: 4 | 6;
   address: string;
   bytes: number[];
+  /** An IPv4-mapped IPv6 address (`::ffff:0:0/96`, RFC 4291 §2.5.5.2): an IPv4 address in IPv6 clothes. */
+  ipv4Mapped: boolean;
 }
+
+/** The violation text for an IPv4-mapped IPv6 address where an interface address or a network belongs. */
+export const IPV4_MAPPED_MESSAGE = 'is an IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 §2.5.5.2); write the IPv4 address instead';
 
 /**
  * Parses one IP address strictly: no whitespace, no leading zeros in IPv4
@@ -179,10 +184,10 @@ export function parseIp(text: string): ParsedIp | undefined {
   if (family === 0) return undefined;
   const addr = ipaddr.parse(text);
   if (family === 4) {
-    return { family: 4, address: addr.toString(), bytes: addr.toByteArray() };
+    return { family: 4, address: addr.toString(), bytes: addr.toByteArray(), ipv4Mapped: false };
   }
   const v6 = addr as ipaddr.IPv6;
-  return { family: 6, address: v6.toRFC5952String(), bytes: v6.toByteArray() };
+  return { family: 6, address: v6.toRFC5952String(), bytes: v6.toByteArray(), ipv4Mapped: v6.isIPv4MappedAddress() };
 }
 
 /** A parsed `address/prefixLength`. */
@@ -226,6 +231,10 @@ export function checkInterfaceAddresses(v: Violations, field: string, value: unk
     const parsed = typeof item === 'string' ? parseCidr(item) : undefined;
     if (!parsed) {
       v.add(f, `"${String(item)}" is not an address with a prefix length, like 10.50.0.2/24 or fd00::2/64`);
+      return;
+    }
+    if (parsed.ipv4Mapped) {
+      v.add(f, `${String(item)} ${IPV4_MAPPED_MESSAGE}`);
       return;
     }
     if (seen.has(parsed.address)) {

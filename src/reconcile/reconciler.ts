@@ -291,6 +291,11 @@ export class Reconciler {
     this.store.transaction(() => {
       for (const kind of KINDS) {
         for (const r of snapshot[kind] as Resource[]) {
+          // Changed (or deleted and re-created) while the pass ran: what this
+          // pass saw is not that resource any more. The change triggered the
+          // next pass, which will write its status.
+          const stored = this.store.get(kind, r.name);
+          if (!stored || stored.generation !== r.generation || stored.createTime !== r.createTime) continue;
           const owner = ownerRef(kind, r.name);
           let state: State = 'READY';
           let message = '';

@@ -221,11 +221,14 @@ export class IpamService {
       if ('name' in patch && patch.name !== name) v.add('name', 'is immutable: it is the resource id');
       const editable = Object.fromEntries(Object.entries(patch).filter(([k]) => k !== 'name' && !READ_ONLY_FIELDS.includes(k)));
       const merged = mergePatch({ labels: current.labels, ...structuredClone(current.spec) }, editable) as Record<string, unknown>;
+      // A changed cidr is the one error to report: every other field would be judged against the wrong network.
+      for (const f of POOL_IMMUTABLE) {
+        if (f in editable && normalizePoolSpec(new Violations(), { [f]: editable[f] })[f] !== current.spec[f]) {
+          throw InvalidArgumentError.field(f, 'is immutable: delete and re-create the pool to change it');
+        }
+      }
       const labels = checkLabels(v, 'labels', merged.labels);
       const spec = normalizePoolSpec(v, merged);
-      for (const f of POOL_IMMUTABLE) {
-        if (spec[f] !== current.spec[f]) v.add(f, 'is immutable: delete and re-create the pool to change it');
-      }
       v.throwIfAny();
 
       const specChanged = JSON.stringify(spec) !== JSON.stringify(current.spec);
@@ -256,18 +259,15 @@ export class IpamService {
       const current = this.mustGetPool(name);
       checkEtag(poolRef(current.name), current, opts.etag);
       const users = this.store.dependents(POOL_KIND, name);
-      if (users.length > 0) {
-        throw new FailedPreconditionError(
-          `${poolRef(name)} is still used by ${users.map((d) => `${d.kind}/${d.name} (${d.field})`).join(', ')}; remove it from their addressPools first`,
-          [...new Set(users.map((d) => `${d.kind}/${d.name}`))],
-        );
-      }
       const n = this.repo.count(name);
-      if (n > 0) {
+      if (users.length > 0 || n > 0) {
+        const used = users.map((d) => `${d.kind}/${d.name} (${d.field})`).join(', ');
         const shown = this.repo.page(name, '', NAMED_OWNERS);
+        const held = n === 0 ? '' : `${n} allocation${n === 1 ? '' : 's'}: ${describeHolders(shown, n - shown.length)}`;
         throw new FailedPreconditionError(
-          `${poolRef(name)} still has ${n} allocation${n === 1 ? '' : 's'}: ${describeHolders(shown, n - shown.length)}; release them first`,
-          this.repo.owners(name, NAMED_OWNERS),
+          `${poolRef(name)} ${[used && `is still named in the addressPools of ${used}`, held && `still has ${held}`].filter(Boolean).join(' and ')}; ` +
+            'remove it from those addressPools and release the other allocations first',
+          [...new Set([...users.map((d) => `${d.kind}/${d.name}`), ...this.repo.owners(name, NAMED_OWNERS)])],
         );
       }
       if (opts.validateOnly) return;
@@ -317,11 +317,11 @@ export class IpamService {
    *
    * Throws NotFoundError (pool, on `field`), ResourceExhaustedError.
    */
-  allocateOwned(pool: string, owner: string, field: string, avoid: (address: string) => boolean, validateOnly = false): StoredAllocation {
+  allocateOwned(pool: string, owner: string, field: string, avoid: (address: string) => boolean): StoredAllocation {
     const p = this.repo.getPool(pool);
     if (!p) throw new NotFoundError(POOL_KIND, pool, field);
     try {
-      return this.take(p, owner, {}, undefined, { validateOnly, avoid });
+      return this.take(p, owner, {}, undefined, { avoid });
     } catch (err) {
       if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
       throw err;
@@ -352,7 +352,7 @@ export class IpamService {
     if (mine) {
       if (requested !== undefined && requested !== fromSortKey(mine.sortKey)) {
         const description = `${owner} already holds ${mine.address} in ${poolRef(pool)}`;
-        throw new AlreadyExistsError(description, [{ field: 'owner', description }]);
+        throw new AlreadyExistsError(`owner: ${description}`, [{ field: 'owner', description }]);
       }
       return mine;
     }
@@ -362,7 +362,7 @@ export class IpamService {
       const held = this.repo.get(pool, sortKey(family, requested));
       if (held) {
         const description = `${held.address} is already allocated${held.owner === '' ? '' : ` to ${held.owner}`}`;
-        throw new AlreadyExistsError(description, [{ field: 'address', description }]);
+        throw new AlreadyExistsError(`address: ${description}`, [{ field: 'address', description }]);
       }
       value = requested;
     } else {
@@ -480,7 +480,9 @@ export class IpamService {
     const a = addressValue(text);
     if (!a) throw InvalidArgumentError.field('address', `"${text}" is not an IP address`);
     const n = sp.network;
-    if (a.family !== n.family) throw InvalidArgumentError.field('address', `is IPv${a.family} but ${poolRef(p.name)} is IPv${n.family}`);
+    if (a.family !== n.family) {
+      throw InvalidArgumentError.field('address', `${formatAddress(a.family, a.value)} is IPv${a.family} but ${poolRef(p.name)} is IPv${n.family}`);
+    }
     const shown = formatAddress(a.family, a.value);
     if (a.value < n.first || a.value > n.last) {
       throw InvalidArgumentError.field('address', `${shown} is outside ${poolRef(p.name)} (${p.spec.cidr})`);
@@ -581,7 +583,7 @@ export class IpamService {
     throw new FailedPreconditionError(
       `the change to ${poolRef(current.name)} would strand allocations: ${describeHolders(list, 0)}${
         found.size >= NAMED_OWNERS ? ' and possibly more' : ''
-      }; release them first`,
+      }; release them first (an address a veth holds through addressPools is released by removing the pool from its addressPools)`,
       [...new Set(list.map((a) => a.owner).filter((o) => o !== ''))],
     );
   }

@@ -42,6 +42,9 @@ export function withPoolAddresses<K extends Kind>(kind: K, status: StatusOf[K], 
   return status;
 }
 
+/** Thrown inside a dry run's savepoint to roll it back. */
+const DRY_RUN = Symbol('dry run');
+
 export class PoolUse {
   constructor(
     private readonly store: Store,
@@ -52,7 +55,7 @@ export class PoolUse {
    * Inside the write transaction: the pool addresses `spec` takes. For a
    * veth, allocates what is new and releases what `previous` (the stored
    * spec, on update) named but `spec` no longer does; with `validateOnly`
-   * nothing is written.
+   * the same work is done in a savepoint and rolled back.
    *
    * Throws NotFoundError (a pool, on `addressPools[i]`), FailedPreconditionError
    * (a bridge's pool has no gateway), ResourceExhaustedError (a pool is full).
@@ -60,17 +63,29 @@ export class PoolUse {
   assign<K extends Kind>(kind: K, name: string, spec: SpecOf[K], previous: SpecOf[K] | undefined, validateOnly = false): Assigned {
     if (kind === 'bridges') return { addressPools: this.bridgeAddresses(spec as SpecOf['bridges']) };
     if (kind !== 'veths') return {};
-    const veth = spec as SpecOf['veths'];
-    const before = previous as SpecOf['veths'] | undefined;
+    if (!validateOnly) return this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined);
+    // A dry run does the same releases and allocations in a savepoint and
+    // rolls them back, so it answers exactly what the real request would.
+    let assigned: Assigned = {};
+    try {
+      this.store.db.transaction(() => {
+        assigned = this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined);
+        throw DRY_RUN;
+      })();
+    } catch (err) {
+      if (err !== DRY_RUN) throw err;
+    }
+    return assigned;
+  }
+
+  private assignVeth(name: string, veth: SpecOf['veths'], before: SpecOf['veths'] | undefined): Assigned {
     const typedIn = new Set([...veth.a.addresses, ...veth.b.addresses].map(addressIp));
     const chosen = new Set<string>();
     const assigned: Assigned = {};
     for (const end of ['a', 'b'] as const) {
       const owner = vethEndOwner(name, end);
-      if (!validateOnly) {
-        for (const pool of before?.[end].addressPools ?? []) {
-          if (!veth[end].addressPools.includes(pool)) this.ipam.releaseOwned(pool, owner);
-        }
+      for (const pool of before?.[end].addressPools ?? []) {
+        if (!veth[end].addressPools.includes(pool)) this.ipam.releaseOwned(pool, owner);
       }
       const scopes = [`ip:${veth[end].namespace}`, ...[veth.a.bridge, veth.b.bridge].filter((b) => b !== '').map((b) => `l2:${b}`)];
       const inUse = (ip: string) =>
@@ -81,7 +96,7 @@ export class PoolUse {
           return holder !== undefined && !(holder.kind === 'veths' && holder.name === name);
         });
       assigned[`${end}.addressPools`] = veth[end].addressPools.map((pool, i) => {
-        const a = this.ipam.allocateOwned(pool, owner, `${end}.addressPools[${i}]`, inUse, validateOnly);
+        const a = this.ipam.allocateOwned(pool, owner, `${end}.addressPools[${i}]`, inUse);
         chosen.add(a.address);
         return poolAddress(this.store.ipam.getPool(pool)!, a.address);
       });

@@ -146,6 +146,19 @@ describe('veth ends hold one allocation per pool', () => {
     assert.equal(snapshot(), before);
   });
 
+  test('validateOnly on update answers what the update does: an address one end frees is there for the other', () => {
+    svc.ipam.createPool({ name: 'two', cidr: '10.63.0.0/30' }); // hosts .1 and .2
+    pod('blue', ['two']);
+    svc.veths.create({ name: 'red', a: { ifname: 'vh-red', bridge: 'br0', addressPools: ['two'] }, b: { ifname: 'eth0', namespace: 'red' } });
+    const patch = { a: { addressPools: [] }, b: { addressPools: ['two'] } };
+    const before = snapshot();
+    const dry = svc.veths.update('red', patch, { validateOnly: true });
+    assert.equal(snapshot(), before);
+    const real = svc.veths.update('red', patch);
+    assert.deepEqual(dry.status.b.poolAddresses, real.status.b.poolAddresses);
+    assert.deepEqual(real.status.b.poolAddresses, [{ pool: 'two', address: '10.63.0.2/30' }]);
+  });
+
   test('next-free skips an address typed in on the same segment', () => {
     svc.veths.create({ name: 'red', a: { ifname: 'vh-red', bridge: 'br0' }, b: { ifname: 'eth0', namespace: 'red', addresses: ['10.60.0.2/24'] } });
     assert.deepEqual(pod('blue', ['net4']).status.b.poolAddresses, [{ pool: 'net4', address: '10.60.0.3/24' }]);
@@ -200,9 +213,28 @@ describe('reconciler', () => {
     assert.deepEqual(await global('', 'br0'), ['10.60.0.1/24']);
     assert.deepEqual(await global('blue', 'eth0'), ['10.60.0.2/24', 'fd00:60::2/64']);
     assert.deepEqual(svc.veths.get('blue').status.b.poolAddresses.map((p) => p.address), ['10.60.0.2/24', 'fd00:60::2/64']);
+    // A pass never writes what it saw over a change made while it ran.
+    let release!: () => void;
+    const gate = new Promise<void>((done) => (release = done));
+    const slowObserve = ip.observe.bind(ip);
+    ip.observe = async (netns) => {
+      await gate;
+      return slowObserve(netns);
+    };
+    const inFlight = reconciler.pass();
+    await new Promise((done) => setImmediate(done));
+    const changed = svc.veths.update('blue', { b: { addressPools: ['net4'] } });
+    release();
+    await inFlight;
+    ip.observe = slowObserve;
+    const seen = svc.veths.get('blue');
+    assert.equal(seen.generation, changed.generation);
+    assert.deepEqual(seen.status.b.poolAddresses, [{ pool: 'net4', address: '10.60.0.2/24' }], 'not the stale [net4, net6] of the pass in flight');
+    svc.veths.update('blue', { b: { addressPools: ['net4', 'net6'] } });
+    await reconciler.pass();
     // Dropping a pool takes its address off the link at the next pass.
     svc.veths.update('blue', { b: { addressPools: ['net6'] } });
     await reconciler.pass();
-    assert.deepEqual(await global('blue', 'eth0'), ['fd00:60::2/64']);
+    assert.deepEqual(await global('blue', 'eth0'), ['fd00:60::3/64'], 'net6 was dropped and taken again: the cursor moved on');
   });
 });

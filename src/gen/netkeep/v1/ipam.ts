@@ -2488,8 +2488,9 @@ export const IpamServiceService = {
     responseDeserialize: (value: Buffer): IpPool => IpPool.decode(value),
   },
   /**
-   * Deletes a pool. FAILED_PRECONDITION, naming the owners, while it still
-   * has allocations.
+   * Deletes a pool. FAILED_PRECONDITION, naming the owners and the bridges
+   * and veths whose address_pools name it, while it has allocations or is
+   * named.
    */
   deleteIpPool: {
     path: "/netkeep.v1.IpamService/DeleteIpPool" as const,
@@ -2571,8 +2572,9 @@ export interface IpamServiceServer extends UntypedServiceImplementation {
    */
   updateIpPool: handleUnaryCall<UpdateIpPoolRequest, IpPool>;
   /**
-   * Deletes a pool. FAILED_PRECONDITION, naming the owners, while it still
-   * has allocations.
+   * Deletes a pool. FAILED_PRECONDITION, naming the owners and the bridges
+   * and veths whose address_pools name it, while it has allocations or is
+   * named.
    */
   deleteIpPool: handleUnaryCall<DeleteIpPoolRequest, Empty>;
   /**
@@ -2668,8 +2670,9 @@ export interface IpamServiceClient extends Client {
     callback: (error: ServiceError | null, response: IpPool) => void,
   ): ClientUnaryCall;
   /**
-   * Deletes a pool. FAILED_PRECONDITION, naming the owners, while it still
-   * has allocations.
+   * Deletes a pool. FAILED_PRECONDITION, naming the owners and the bridges
+   * and veths whose address_pools name it, while it has allocations or is
+   * named.
    */
   deleteIpPool(
     request: DeleteIpPoolRequest,
