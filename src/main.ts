@@ -14,6 +14,9 @@ import { createRestApp, listenRest } from './api/rest/app.js';
 import { ConfigError, USAGE, loadConfig, type Config } from './config.js';
 import { IprouteClient } from './kernel/ip/client.js';
 import type { IpClient } from './kernel/ip/types.js';
+import { NftCliClient } from './kernel/nft/client.js';
+import { FakeNftClient } from './kernel/nft/fake.js';
+import type { NftClient } from './kernel/nft/types.js';
 import { Reconciler } from './reconcile/reconciler.js';
 import { Runner } from './reconcile/runner.js';
 import { createServices, type Services } from './service/index.js';
@@ -31,6 +34,12 @@ export interface Daemon {
 export interface DaemonDeps {
   /** The iproute2 client; tests pass the in-memory fake. */
   ip?: IpClient;
+  /**
+   * The nft/conntrack/sysctl client. Default: the real one, unless `ip` is
+   * given (a test's fake kernel), then the in-memory fake: a test that fakes
+   * the kernel never touches the host's netfilter.
+   */
+  nft?: NftClient;
   logger?: Logger;
 }
 
@@ -40,7 +49,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const store = openStore(config.dbPath);
   const ip = deps.ip ?? new IprouteClient(log);
-  const reconciler = new Reconciler(store, ip, log);
+  const nft = deps.nft ?? (deps.ip ? new FakeNftClient() : new NftCliClient());
+  const reconciler = new Reconciler(store, ip, log, nft);
   const runner = new Runner(
     async () => ({ healthy: (await reconciler.pass()).notReady === 0 }),
     { resyncMs: config.resyncIntervalSec * 1000 },

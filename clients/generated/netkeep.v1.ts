@@ -219,6 +219,49 @@ export interface paths {
         patch: operations["updateRoute"];
         trace?: never;
     };
+    "/v1/loadbalancers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List load balancers */
+        get: operations["listLoadBalancers"];
+        put?: never;
+        /** Create a load balancer */
+        post: operations["createLoadBalancer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/loadbalancers/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        /** Get a load balancer */
+        get: operations["getLoadBalancer"];
+        put?: never;
+        post?: never;
+        /** Delete a load balancer */
+        delete: operations["deleteLoadBalancer"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a load balancer (JSON merge patch)
+         * @description `namespace` cannot change: a patch that changes it is 400 naming the field. Other load balancers are not disturbed.
+         */
+        patch: operations["updateLoadBalancer"];
+        trace?: never;
+    };
     "/v1/pools": {
         parameters: {
             query?: never;
@@ -725,6 +768,141 @@ export interface components {
         RouteList: {
             /** @description The routes of this page, ordered by name. */
             items: components["schemas"]["Route"][];
+            nextPageToken: components["schemas"]["NextPageToken"];
+        };
+        /** @description One port of a load balancer. */
+        LoadBalancerPort: {
+            /** @description "" or a DNS label, unique within the load balancer. */
+            name: string;
+            /**
+             * @description Transport protocol. Default TCP. (protocol, port) pairs are unique within the load balancer.
+             * @enum {string}
+             */
+            protocol: "TCP" | "UDP" | "SCTP";
+            /** @description The VIP's port, 1–65535. */
+            port: number;
+            /** @description The backends' port, 1–65535; defaults to `port`. */
+            targetPort: number;
+        };
+        /** @description One port of a load balancer. `port` is required; `protocol` defaults to TCP, `targetPort` to `port`. */
+        LoadBalancerPortInput: {
+            /** @description "" or a DNS label. */
+            name?: string;
+            /** @description TCP, UDP or SCTP. */
+            protocol?: string;
+            /** @description 1–65535. */
+            port?: unknown;
+            /** @description 1–65535; 0 or absent: `port`. */
+            targetPort?: unknown;
+        };
+        /** @description One backend of a load balancer. */
+        Backend: {
+            /** @description An address of the VIP's family. */
+            address: string;
+            /** @description When not 0, the port this backend listens on for every port of the load balancer (instead of each `targetPort`). */
+            port: number;
+            /** @description 1–100; new connections are spread in proportion to weights. */
+            weight: number;
+        };
+        /** @description One backend. `address` is required; `port` 0 or absent uses each port's `targetPort`; `weight` 1–100, default 1. */
+        BackendInput: {
+            address?: string;
+            /** @description 0–65535. */
+            port?: unknown;
+            /** @description 1–100. */
+            weight?: unknown;
+        };
+        /** @description Session affinity; `{}` (the default) is none. */
+        SessionAffinity: {
+            /** @description Client-IP affinity; a client keeps its backend for `timeoutSeconds` after its last new connection. */
+            clientIp?: {
+                /** @description 1–86400 seconds; default 10800. */
+                timeoutSeconds?: number;
+            };
+        };
+        /** @description An L4 load balancer: new connections to `vip`:`port` are spread over the backends with nftables (a verdict map keyed on address, protocol and port; DNAT in per-backend chains), in the `inet netkeep` table of its namespace. */
+        LoadBalancer: {
+            name: components["schemas"]["ResourceName"];
+            labels: components["schemas"]["Labels"];
+            /** @description Namespace the rules live in; "" is the host. Cannot change after create. */
+            namespace: components["schemas"]["NamespaceRef"];
+            /** @description The VIP as given ("" when it comes from `vipPool`; `status.vip` is the one in use). */
+            vip: string;
+            /** @description IpPool the VIP is allocated from (owner `loadbalancers/<name>`); "" for none. */
+            vipPool: string;
+            ports: components["schemas"]["LoadBalancerPort"][];
+            backends: components["schemas"]["Backend"][];
+            /**
+             * @description `RANDOM` (`numgen random`) or `ROUND_ROBIN` (`numgen inc`), both in proportion to weights.
+             * @enum {string}
+             */
+            algorithm: "RANDOM" | "ROUND_ROBIN";
+            sessionAffinity: components["schemas"]["SessionAffinity"];
+            /** @description When not empty, the only clients let in (networks of the VIP's family); others are refused. */
+            sourceRanges: string[];
+            generation: components["schemas"]["Generation"];
+            etag: components["schemas"]["Etag"];
+            createTime: components["schemas"]["CreateTime"];
+            updateTime: components["schemas"]["UpdateTime"];
+            status: components["schemas"]["LoadBalancerStatus"];
+        };
+        /** @description A load balancer to create. `vip` or `vipPool` (or both: that address of the pool) and at least one port are required. A `vip` inside a pool's CIDR is allocated to the load balancer, so nothing else gets it. */
+        LoadBalancerCreate: {
+            name: components["schemas"]["ResourceName"];
+            labels?: components["schemas"]["Labels"];
+            /** @description Namespace the rules live in; "" (the default) is the host. */
+            namespace?: components["schemas"]["NamespaceRef"];
+            /** @description An IPv4 or IPv6 address. */
+            vip?: string;
+            /** @description An IpPool name. */
+            vipPool?: string;
+            ports?: components["schemas"]["LoadBalancerPortInput"][];
+            backends?: components["schemas"]["BackendInput"][];
+            /** @description RANDOM (default) or ROUND_ROBIN. */
+            algorithm?: string;
+            sessionAffinity?: components["schemas"]["SessionAffinity"];
+            sourceRanges?: string[];
+            generation?: components["schemas"]["IgnoredOnInput"];
+            etag?: components["schemas"]["IgnoredOnInput"];
+            createTime?: components["schemas"]["IgnoredOnInput"];
+            updateTime?: components["schemas"]["IgnoredOnInput"];
+            status?: components["schemas"]["IgnoredOnInput"];
+        };
+        /** @description A JSON merge patch (RFC 7396) of a load balancer. Lists (`ports`, `backends`, `sourceRanges`) are replaced whole; null resets a field. `namespace` may be sent only with its current value. */
+        LoadBalancerPatch: {
+            /** @description The resource id; may be sent only with the current name. */
+            name?: string | null;
+            labels?: components["schemas"]["LabelsPatch"];
+            /** @description Cannot change; see `LoadBalancer.namespace`. */
+            namespace?: string | null;
+            vip?: string | null;
+            vipPool?: string | null;
+            ports?: components["schemas"]["LoadBalancerPortInput"][] | null;
+            backends?: components["schemas"]["BackendInput"][] | null;
+            algorithm?: string | null;
+            sessionAffinity?: Record<string, never> | null;
+            sourceRanges?: string[] | null;
+            generation?: components["schemas"]["IgnoredOnInput"];
+            etag?: components["schemas"]["IgnoredOnInput"];
+            createTime?: components["schemas"]["IgnoredOnInput"];
+            updateTime?: components["schemas"]["IgnoredOnInput"];
+            status?: components["schemas"]["IgnoredOnInput"];
+        };
+        /** @description Observed state of a load balancer. */
+        LoadBalancerStatus: {
+            state: components["schemas"]["State"];
+            message: components["schemas"]["StatusMessage"];
+            observedGeneration: components["schemas"]["ObservedGeneration"];
+            lastReconcileTime?: components["schemas"]["LastReconcileTime"];
+            /** @description The VIP in use. */
+            vip: string;
+            /** @description The backends programmed in the kernel, `address:port` (`[fd00::2]:8080` for IPv6), sorted. */
+            backends: string[];
+        };
+        /** @description One page of load balancers. */
+        LoadBalancerList: {
+            /** @description The load balancers of this page, ordered by name. */
+            items: components["schemas"]["LoadBalancer"][];
             nextPageToken: components["schemas"]["NextPageToken"];
         };
         /** @description An IP address of the pool's family inside its `cidr`, without prefix length, like `10.50.0.1` or `fd00:50::1`. Stored normalized (RFC 5952 for IPv6). */
@@ -1707,6 +1885,188 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Route"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listLoadBalancers: {
+        parameters: {
+            query?: {
+                /** @description Most items per page, 1–1000; absent or 0 means 100 (as in the gRPC API). */
+                pageSize?: components["parameters"]["PageSize"];
+                /** @description The `nextPageToken` of the previous page, as is; absent or "" for the first page. Tokens are opaque; a token the daemon did not hand out is 400. */
+                pageToken?: components["parameters"]["PageToken"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of load balancers, ordered by name. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoadBalancerList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createLoadBalancer: {
+        parameters: {
+            query?: {
+                /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
+                validateOnly?: components["parameters"]["ValidateOnly"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoadBalancerCreate"];
+            };
+        };
+        responses: {
+            /** @description `validateOnly=true`: the load balancer as it would be created; nothing was stored. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoadBalancer"];
+                };
+            };
+            /** @description Created; the reconciler programs its rules next (one atomic `nft -f` of the namespace's `inet netkeep` table). */
+            201: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    Location: components["headers"]["Location"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoadBalancer"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getLoadBalancer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The load balancer. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoadBalancer"];
+                };
+            };
+            /** @description `If-None-Match` names the current entity tag: not modified, no body. */
+            304: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteLoadBalancer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Write only if the resource's current etag matches: the `ETag` response header (`"<etag>"`), its weak form `W/"<etag>"`, the bare `etag` field, or `*` (any existing resource). Mismatch: 412 `ABORTED`, nothing changed. */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted; the reconciler removes its rules next. A VIP from `vipPool` is released at once. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            412: components["responses"]["PreconditionFailed"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateLoadBalancer: {
+        parameters: {
+            query?: {
+                /** @description `true`: validate the request and answer 200 with the resource as it would be, but store nothing and change nothing in the kernel. Default `false`. */
+                validateOnly?: components["parameters"]["ValidateOnly"];
+            };
+            header?: {
+                /** @description Write only if the resource's current etag matches: the `ETag` response header (`"<etag>"`), its weak form `W/"<etag>"`, the bare `etag` field, or `*` (any existing resource). Mismatch: 412 `ABORTED`, nothing changed. */
+                "If-Match"?: components["parameters"]["IfMatch"];
+            };
+            path: {
+                /** @description The resource's `name`. A name that no resource has is 404. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/merge-patch+json": components["schemas"]["LoadBalancerPatch"];
+                "application/json": components["schemas"]["LoadBalancerPatch"];
+            };
+        };
+        responses: {
+            /** @description The updated load balancer (with `validateOnly=true`, as it would be; nothing was stored). */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoadBalancer"];
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -243,6 +243,11 @@ export function vethEndOwner(name: string, end: 'a' | 'b'): string {
   return `veths/${name}/${end}`;
 }
 
+/** The owner of a load balancer's VIP allocation: `loadbalancers/<name>`. */
+export function loadBalancerOwner(name: string): string {
+  return `loadbalancers/${name}`;
+}
+
 /**
  * The netkeep resource an owner names, when it has the form of one
  * (`<kind>/<name>` or `<kind>/<name>/<a|b>`, kind one of `kinds`); undefined for

@@ -16,6 +16,7 @@ import {
   type VethSpec,
 } from './types.js';
 import { POOL_KIND, type PoolKind } from './ipam.js';
+import { normalizeLoadBalancerSpec, type LoadBalancerSpec } from './loadbalancer.js';
 import {
   Violations,
   addressIp,
@@ -295,12 +296,39 @@ const routeRules: KindRules<'routes'> = {
   },
 };
 
+/** The VIP a load balancer uses: its own, or the one allocated from `vipPool`. */
+export function effectiveVip(s: LoadBalancerSpec, pooled: Pooled): string {
+  const fromPool = pooled.vipPool?.[0];
+  return s.vip !== '' ? s.vip : fromPool ? addressIp(fromPool) : '';
+}
+
+const loadBalancerRules: KindRules<'loadbalancers'> = {
+  fields: ['namespace', 'vip', 'vipPool', 'ports', 'backends', 'algorithm', 'sessionAffinity', 'sourceRanges'],
+  immutable: ['namespace'],
+  normalize: (v, _name, input) => normalizeLoadBalancerSpec(v, input, checkNamespaceField(v, 'namespace', input.namespace)),
+  references: (s) => [
+    ...namespaceRef(s.namespace, 'namespace'),
+    ...(s.vipPool === '' ? [] : [{ kind: POOL_KIND as PoolKind, name: s.vipPool, field: 'vipPool' }]),
+  ],
+  // One VIP:port/protocol is one service in a namespace: its packets can go one way only.
+  claims: (s, _name, pooled) => {
+    const vip = effectiveVip(s, pooled);
+    return s.ports.map((p, i) => ({
+      scope: `vip:${s.namespace}`,
+      key: `${vip} ${p.protocol} ${p.port}`,
+      field: `ports[${i}].port`,
+      what: `${p.protocol} ${vip.includes(':') ? `[${vip}]` : vip}:${p.port} in ${describeNamespace(s.namespace)}`,
+    }));
+  },
+};
+
 /** The rules of every kind. */
 export const RULES: { [K in Kind]: KindRules<K> } = {
   namespaces: namespaceRules,
   bridges: bridgeRules,
   veths: vethRules,
   routes: routeRules,
+  loadbalancers: loadBalancerRules,
 };
 
 /**

@@ -1,3 +1,5 @@
+import type { LoadBalancerSpec, LoadBalancerStatus } from './loadbalancer.js';
+
 /**
  * Resource types: the desired state a caller declares (spec), the metadata
  * netkeep maintains, and the observed state the reconciler reports (status).
@@ -5,7 +7,7 @@
  */
 
 /** REST collection names, also the `kind` stored with every resource. */
-export const KINDS = ['namespaces', 'bridges', 'veths', 'routes'] as const;
+export const KINDS = ['namespaces', 'bridges', 'veths', 'routes', 'loadbalancers'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** The host network namespace is written as the empty string. */
@@ -109,6 +111,7 @@ export interface SpecOf {
   bridges: BridgeSpec;
   veths: VethSpec;
   routes: RouteSpec;
+  loadbalancers: LoadBalancerSpec;
 }
 
 export interface StatusOf {
@@ -116,6 +119,7 @@ export interface StatusOf {
   bridges: BridgeStatus;
   veths: VethStatus;
   routes: RouteStatus;
+  loadbalancers: LoadBalancerStatus;
 }
 
 /** A stored resource. The API flattens `spec` into the top level. */
@@ -137,6 +141,7 @@ export type Namespace = Resource<'namespaces'>;
 export type Bridge = Resource<'bridges'>;
 export type VethPair = Resource<'veths'>;
 export type Route = Resource<'routes'>;
+export type LoadBalancer = Resource<'loadbalancers'>;
 
 /** The singular, human name of each kind, for messages and the ownership alias. */
 export const KIND_SINGULAR: Record<Kind, string> = {
@@ -144,6 +149,7 @@ export const KIND_SINGULAR: Record<Kind, string> = {
   bridges: 'bridge',
   veths: 'veth',
   routes: 'route',
+  loadbalancers: 'load balancer',
 };
 
 /** Status of a resource that the reconciler has not looked at yet. */
@@ -155,6 +161,8 @@ export function pendingStatus<K extends Kind>(kind: K): StatusOf[K] {
       return { ...base, ...link, poolAddresses: [] } as BridgeStatus as StatusOf[K];
     case 'veths':
       return { ...base, a: { ...link, poolAddresses: [] }, b: { ...link, poolAddresses: [] } } as VethStatus as StatusOf[K];
+    case 'loadbalancers':
+      return { ...base, vip: '', backends: [] } as LoadBalancerStatus as StatusOf[K];
     default:
       return base as unknown as StatusOf[K];
   }

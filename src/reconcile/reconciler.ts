@@ -15,15 +15,21 @@ import {
   type StatusOf,
 } from '../domain/types.js';
 import { bridgePoolAddresses, vethEndPoolAddresses } from '../ipam/pooled.js';
+import { loadBalancerOwner } from '../domain/ipam.js';
 import type { BatchFailure, IpClient, ObservedLink, ObservedNetns } from '../kernel/ip/types.js';
+import { NftCliClient } from '../kernel/nft/client.js';
+import type { NftClient } from '../kernel/nft/types.js';
 import type { Store } from '../store/index.js';
 import { buildDesired, ownerRef, pooledKey, sortNetns, type DesiredState, type OwnerRef } from './desired.js';
+import { LoadBalancerSync, type LoadBalancerOutcome } from './loadbalancers.js';
 import { plan, type Batch, type ObservedState, type Plan, type PlannedLine } from './plan.js';
 
 /** What one pass did. */
 export interface PassResult {
   /** Lines written to the kernel (0 for a pass that found nothing to change). */
   lines: number;
+  /** nft transactions written (one per namespace whose table changed). */
+  nftWrites: number;
   failures: number;
   /** Resources not READY after the pass. */
   notReady: number;
@@ -40,12 +46,16 @@ type Failure = BatchFailure & { netns: string; args: string[] };
 
 export class Reconciler {
   private observed: ObservedState | undefined;
+  private readonly loadBalancers: LoadBalancerSync;
 
   constructor(
     private readonly store: Store,
     private readonly ip: IpClient,
     private readonly log: Logger,
-  ) {}
+    nft: NftClient = new NftCliClient(),
+  ) {
+    this.loadBalancers = new LoadBalancerSync(store, nft, log);
+  }
 
   /**
    * Who holds `ifname` in `netns` in the last observed state, when it is not
@@ -67,9 +77,9 @@ export class Reconciler {
 
   async pass(): Promise<PassResult> {
     const started = performance.now();
-    const { snapshot, pooled } = this.store.transaction(() => {
+    const { snapshot, pooled, vips } = this.store.transaction(() => {
       const snapshot = Object.fromEntries(KINDS.map((k) => [k, this.store.all(k)])) as unknown as Snapshot;
-      return { snapshot, pooled: this.readPooled(snapshot) };
+      return { snapshot, pooled: this.readPooled(snapshot), vips: this.readVips(snapshot) };
     });
     const desired = buildDesired(
       snapshot,
@@ -89,7 +99,9 @@ export class Reconciler {
     }
     this.observed = after;
 
-    const notReady = this.writeStatuses(snapshot, pooled, after, check, failures);
+    // Netfilter after links and routes (DESIGN.md §3 order): backends are reachable before traffic is sent to them.
+    const lb = await this.loadBalancers.sync(snapshot.loadbalancers, vips, (netns) => after.netns.has(netns));
+    const notReady = this.writeStatuses(snapshot, pooled, vips, lb.outcomes, after, check, failures);
     const written = first.batches.flatMap((b) => [...b.create, ...b.lines]);
     const lines = written.length;
     const durationMs = Math.round(performance.now() - started);
@@ -112,7 +124,7 @@ export class Reconciler {
         'kernel write failed',
       );
     }
-    return { lines, failures: failures.length, notReady, durationMs };
+    return { lines, nftWrites: lb.writes, failures: failures.length, notReady, durationMs };
   }
 
   /**
@@ -258,10 +270,22 @@ export class Reconciler {
     return pooled;
   }
 
+  /** Each load balancer's VIP: its own, or what it holds from its vipPool. */
+  private readVips(snapshot: Snapshot): Map<string, string> {
+    const vips = new Map<string, string>();
+    for (const lb of snapshot.loadbalancers) {
+      const vip = lb.spec.vip !== '' ? lb.spec.vip : (this.store.ipam.ofOwner(loadBalancerOwner(lb.name))[0]?.address ?? '');
+      if (vip !== '') vips.set(lb.name, vip);
+    }
+    return vips;
+  }
+
   /** Writes every resource's status in one transaction; returns how many are not READY. */
   private writeStatuses(
     snapshot: Snapshot,
     pooled: ReadonlyMap<string, PooledAddress[]>,
+    vips: ReadonlyMap<string, string>,
+    lbOutcomes: ReadonlyMap<string, LoadBalancerOutcome>,
     observed: ObservedState,
     remaining: Plan,
     failures: Failure[],
@@ -305,10 +329,14 @@ export class Reconciler {
           if (blockedWhy) [state, message] = ['FAILED', blockedWhy];
           else if (failedWhy && waiting) [state, message] = ['FAILED', failedWhy];
           else if (waiting) [state, message] = ['PENDING', `waiting for: ${waiting[0]}`];
+          const lbOutcome = kind === 'loadbalancers' ? lbOutcomes.get(r.name) : undefined;
+          if (lbOutcome) [state, message] = [lbOutcome.state, lbOutcome.message];
           if (state !== 'READY') notReady++;
           const base = { state, message, observedGeneration: r.generation, lastReconcileTime: now };
           let status: StatusOf[Kind] = base;
-          if (kind === 'bridges') {
+          if (kind === 'loadbalancers') {
+            status = { ...base, vip: vips.get(r.name) ?? '', backends: lbOutcome?.backends ?? [] };
+          } else if (kind === 'bridges') {
             const b = r as Resource<'bridges'>;
             status = {
               ...base,

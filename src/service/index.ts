@@ -17,6 +17,7 @@ export function createServices(store: Store, hooks: ServiceHooks): Services {
     bridges: new ResourceServiceImpl('bridges', store, hooks, pools),
     veths: new ResourceServiceImpl('veths', store, hooks, pools),
     routes: new ResourceServiceImpl('routes', store, hooks, pools),
+    loadbalancers: new ResourceServiceImpl('loadbalancers', store, hooks, pools),
     ipam,
     ready: () => hooks.ready(),
   };

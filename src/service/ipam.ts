@@ -310,22 +310,41 @@ export class IpamService {
   }
 
   /**
-   * For a resource's `addressPools` (service/pooled.ts), inside the caller's
-   * write transaction: the allocation `owner` holds in `pool`, or the next
-   * free address for it, skipping addresses `avoid` says are in use on the
-   * link's segment. `field` names the request field in errors.
+   * For a resource's pool addresses (service/pooled.ts), inside the caller's
+   * write transaction: the allocation `owner` holds in `pool`, or else
+   * `opts.address` exactly, or else the next free address, skipping those
+   * `opts.avoid` says are in use on the link's segment. `field` names the
+   * request field in errors.
    *
-   * Throws NotFoundError (pool, on `field`), ResourceExhaustedError.
+   * Throws NotFoundError (pool, on `field`), ResourceExhaustedError, and for
+   * `opts.address` the errors of allocate() (InvalidArgumentError,
+   * FailedPreconditionError, AlreadyExistsError).
    */
-  allocateOwned(pool: string, owner: string, field: string, avoid: (address: string) => boolean): StoredAllocation {
+  allocateOwned(
+    pool: string,
+    owner: string,
+    field: string,
+    opts: { avoid?: (address: string) => boolean; address?: string } = {},
+  ): StoredAllocation {
     const p = this.repo.getPool(pool);
     if (!p) throw new NotFoundError(POOL_KIND, pool, field);
+    const requested = opts.address === undefined ? undefined : this.checkRequested(p, spaceOf(p.spec), opts.address, field);
     try {
-      return this.take(p, owner, {}, undefined, { avoid });
+      return this.take(p, owner, {}, requested, { avoid: opts.avoid });
     } catch (err) {
       if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
       throw err;
     }
+  }
+
+  /** The pool whose cidr holds `address`, if any (pools do not overlap, so at most one). */
+  poolContaining(address: string): IpPool | undefined {
+    const a = addressValue(address);
+    if (!a) return undefined;
+    return this.repo.allPools().find((p) => {
+      const n = parseNetwork(p.spec.cidr)!;
+      return n.family === a.family && a.value >= n.first && a.value <= n.last;
+    });
   }
 
   /** Inside the caller's transaction: releases what `owner` holds in `pool`, if anything. */
@@ -427,7 +446,7 @@ export class IpamService {
       const user = this.resourceUsing(pool, held.owner);
       if (user) {
         throw new FailedPreconditionError(
-          `${held.address} is the address ${user} takes from ${poolRef(pool)}; remove the pool from its addressPools, or delete it, to release the address`,
+          `${held.address} is the address ${user} takes from ${poolRef(pool)}; change or delete ${user} to release it`,
           [user],
         );
       }
@@ -476,31 +495,31 @@ export class IpamService {
   }
 
   /** Checks an explicitly requested address against the pool; returns its value. */
-  private checkRequested(p: IpPool, sp: Space, text: string): bigint {
+  private checkRequested(p: IpPool, sp: Space, text: string, field = 'address'): bigint {
     const a = addressValue(text);
-    if (!a) throw InvalidArgumentError.field('address', `"${text}" is not an IP address`);
+    if (!a) throw InvalidArgumentError.field(field, `"${text}" is not an IP address`);
     const n = sp.network;
     if (a.family !== n.family) {
-      throw InvalidArgumentError.field('address', `${formatAddress(a.family, a.value)} is IPv${a.family} but ${poolRef(p.name)} is IPv${n.family}`);
+      throw InvalidArgumentError.field(field, `${formatAddress(a.family, a.value)} is IPv${a.family} but ${poolRef(p.name)} is IPv${n.family}`);
     }
     const shown = formatAddress(a.family, a.value);
     if (a.value < n.first || a.value > n.last) {
-      throw InvalidArgumentError.field('address', `${shown} is outside ${poolRef(p.name)} (${p.spec.cidr})`);
+      throw InvalidArgumentError.field(field, `${shown} is outside ${poolRef(p.name)} (${p.spec.cidr})`);
     }
     if (!contains(sp.hosts, a.value)) {
       const what =
         n.family === 6 ? 'the subnet-router anycast address (RFC 4291 §2.6.1)' : a.value === n.first ? 'the network address' : 'the broadcast address';
-      throw InvalidArgumentError.field('address', `${shown} is ${what} of ${p.spec.cidr}, not a host address`);
+      throw InvalidArgumentError.field(field, `${shown} is ${what} of ${p.spec.cidr}, not a host address`);
     }
     const gw = p.spec.gateway === '' ? undefined : addressValue(p.spec.gateway)!.value;
     if (gw === a.value) {
       throw new FailedPreconditionError(`${shown} is the gateway of ${poolRef(p.name)}`, [], [
-        { field: 'address', description: `${shown} is the pool's gateway` },
+        { field, description: `${shown} is the pool's gateway` },
       ]);
     }
     if (sp.excluded.some((i) => contains(i, a.value))) {
       throw new FailedPreconditionError(`${shown} is reserved in ${poolRef(p.name)}`, [], [
-        { field: 'address', description: `${shown} is reserved in the pool` },
+        { field, description: `${shown} is reserved in the pool` },
       ]);
     }
     return a.value;
@@ -531,10 +550,16 @@ export class IpamService {
     }
   }
 
-  /** `veths/<name>` when `owner` is a veth end whose addressPools still names `pool`. */
+  /**
+   * The resource an allocation is the pool address of, while it is: a veth
+   * end whose addressPools still names `pool` (`veths/<name>`), or an
+   * existing load balancer (its VIP, `loadbalancers/<name>`).
+   */
   private resourceUsing(pool: string, owner: string): string | undefined {
-    const of = resourceOfOwner(owner, ['veths'] as const);
-    if (!of?.end) return undefined;
+    const of = resourceOfOwner(owner, ['veths', 'loadbalancers'] as const);
+    if (!of) return undefined;
+    if (of.kind === 'loadbalancers') return !of.end && this.store.get('loadbalancers', of.name) ? owner : undefined;
+    if (!of.end) return undefined;
     const veth = this.store.get('veths', of.name);
     return veth?.spec[of.end].addressPools.includes(pool) ? `veths/${of.name}` : undefined;
   }

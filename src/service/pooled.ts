@@ -12,10 +12,11 @@
  *   end's segment (its namespace, its pair, the bridges either end is on).
  */
 import { FailedPreconditionError, NotFoundError } from '../domain/errors.js';
-import { POOL_KIND, vethEndOwner } from '../domain/ipam.js';
-import type { Pooled } from '../domain/rules.js';
+import { POOL_KIND, loadBalancerOwner, vethEndOwner } from '../domain/ipam.js';
+import { checkFamily } from '../domain/loadbalancer.js';
+import { effectiveVip, type Pooled } from '../domain/rules.js';
 import type { Kind, PooledAddress, SpecOf, StatusOf } from '../domain/types.js';
-import { addressIp } from '../domain/validate.js';
+import { Violations, addressIp } from '../domain/validate.js';
 import { poolAddress } from '../ipam/pooled.js';
 import type { Store } from '../store/store.js';
 import type { IpamService } from './ipam.js';
@@ -29,7 +30,10 @@ export function pooledOf(assigned: Assigned): Pooled {
 }
 
 /** `status` with the pool addresses of `assigned` filled in. */
-export function withPoolAddresses<K extends Kind>(kind: K, status: StatusOf[K], assigned: Assigned): StatusOf[K] {
+export function withPoolAddresses<K extends Kind>(kind: K, status: StatusOf[K], assigned: Assigned, spec: SpecOf[K]): StatusOf[K] {
+  if (kind === 'loadbalancers') {
+    return { ...(status as StatusOf['loadbalancers']), vip: effectiveVip(spec as SpecOf['loadbalancers'], pooledOf(assigned)) } as StatusOf[K];
+  }
   if (kind === 'bridges') return { ...(status as StatusOf['bridges']), poolAddresses: assigned.addressPools ?? [] } as StatusOf[K];
   if (kind === 'veths') {
     const s = status as StatusOf['veths'];
@@ -62,20 +66,48 @@ export class PoolUse {
    */
   assign<K extends Kind>(kind: K, name: string, spec: SpecOf[K], previous: SpecOf[K] | undefined, validateOnly = false): Assigned {
     if (kind === 'bridges') return { addressPools: this.bridgeAddresses(spec as SpecOf['bridges']) };
-    if (kind !== 'veths') return {};
-    if (!validateOnly) return this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined);
+    const work =
+      kind === 'veths'
+        ? () => this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined)
+        : kind === 'loadbalancers'
+          ? () => this.assignVip(name, spec as SpecOf['loadbalancers'])
+          : undefined;
+    if (!work) return {};
+    if (!validateOnly) return work();
     // A dry run does the same releases and allocations in a savepoint and
     // rolls them back, so it answers exactly what the real request would.
     let assigned: Assigned = {};
     try {
       this.store.db.transaction(() => {
-        assigned = this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined);
+        assigned = work();
         throw DRY_RUN;
       })();
     } catch (err) {
       if (err !== DRY_RUN) throw err;
     }
     return assigned;
+  }
+
+  /**
+   * A load balancer's VIP allocation (owner `loadbalancers/<name>`): from
+   * `vipPool` (exactly `vip` when given too), or of a static `vip` inside a
+   * pool's cidr, so that the pool never hands it to anything else. What the
+   * owner held and no longer needs is released first.
+   */
+  private assignVip(name: string, spec: SpecOf['loadbalancers']): Assigned {
+    const owner = loadBalancerOwner(name);
+    const pool = spec.vipPool !== '' ? spec.vipPool : spec.vip !== '' ? this.ipam.poolContaining(spec.vip)?.name : undefined;
+    const address = spec.vip === '' ? undefined : spec.vip;
+    for (const held of this.store.ipam.ofOwner(owner)) {
+      if (held.pool !== pool || (address !== undefined && held.address !== address)) this.ipam.releaseOwned(held.pool, owner);
+    }
+    if (pool === undefined) return {};
+    const field = spec.vipPool !== '' ? 'vipPool' : 'vip';
+    const a = this.ipam.allocateOwned(pool, owner, field, address === undefined ? {} : { address });
+    const v = new Violations();
+    checkFamily(v, spec, a.address);
+    v.throwIfAny();
+    return { vipPool: [poolAddress(this.store.ipam.getPool(pool)!, a.address)] };
   }
 
   private assignVeth(name: string, veth: SpecOf['veths'], before: SpecOf['veths'] | undefined): Assigned {
@@ -96,7 +128,7 @@ export class PoolUse {
           return holder !== undefined && !(holder.kind === 'veths' && holder.name === name);
         });
       assigned[`${end}.addressPools`] = veth[end].addressPools.map((pool, i) => {
-        const a = this.ipam.allocateOwned(pool, owner, `${end}.addressPools[${i}]`, inUse);
+        const a = this.ipam.allocateOwned(pool, owner, `${end}.addressPools[${i}]`, { avoid: inUse });
         chosen.add(a.address);
         return poolAddress(this.store.ipam.getPool(pool)!, a.address);
       });
@@ -104,10 +136,10 @@ export class PoolUse {
     return assigned;
   }
 
-  /** Inside the delete transaction: releases every allocation the resource's links hold. */
+  /** Inside the delete transaction: releases every allocation the resource holds. */
   releaseAll(kind: Kind, name: string): void {
-    if (kind !== 'veths') return;
-    for (const end of ['a', 'b'] as const) this.store.ipam.deleteOwner(vethEndOwner(name, end));
+    if (kind === 'veths') for (const end of ['a', 'b'] as const) this.store.ipam.deleteOwner(vethEndOwner(name, end));
+    if (kind === 'loadbalancers') this.store.ipam.deleteOwner(loadBalancerOwner(name));
   }
 
   private bridgeAddresses(spec: SpecOf['bridges']): PooledAddress[] {

@@ -90,7 +90,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         etag,
         createTime: now,
         updateTime: now,
-        status: withPoolAddresses(this.kind, pendingStatus(this.kind), assigned),
+        status: withPoolAddresses(this.kind, pendingStatus(this.kind), assigned, spec),
       };
       if (!opts.validateOnly) this.store.insert(resource, claims);
       return resource;
@@ -154,7 +154,7 @@ export class ResourceServiceImpl<K extends Kind> implements ResourceService<K> {
         generation: specChanged ? current.generation + 1 : current.generation,
         etag,
         updateTime: new Date().toISOString(),
-        status: withPoolAddresses(this.kind, status, assigned),
+        status: withPoolAddresses(this.kind, status, assigned, spec),
       };
       if (!opts.validateOnly) this.store.replace(next, claims);
       return { resource: next, changed: !opts.validateOnly };

@@ -20,6 +20,15 @@ export interface ClaimOwner {
   field: string;
 }
 
+/** The last `inet netkeep` table written in one namespace (migrations/0004_nft_tables.sql). */
+export interface NftTableState {
+  netns: string;
+  desiredHash: string;
+  listing: string;
+  /** JSON of the desired service ports then written. */
+  services: string;
+}
+
 /** The uniqueness claims and references a resource's spec makes. */
 export interface Claims {
   references: Reference[];
@@ -59,6 +68,15 @@ export class Store {
       claimOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
         'SELECT owner_kind AS kind, owner_name AS name, field FROM claims WHERE scope = ? AND key = ?',
       ),
+      nftGet: db.prepare<[string], { netns: string; desired_hash: string; listing: string; services: string }>(
+        'SELECT * FROM nft_tables WHERE netns = ?',
+      ),
+      nftNamespaces: db.prepare<[], string>('SELECT netns FROM nft_tables ORDER BY netns').pluck(),
+      nftPut: db.prepare(
+        `INSERT INTO nft_tables (netns, desired_hash, listing, services) VALUES (?, ?, ?, ?)
+         ON CONFLICT (netns) DO UPDATE SET desired_hash = excluded.desired_hash, listing = excluded.listing, services = excluded.services`,
+      ),
+      nftDelete: db.prepare('DELETE FROM nft_tables WHERE netns = ?'),
       revision: db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'revision'"),
       bump: db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'revision'"),
     };
@@ -118,6 +136,25 @@ export class Store {
   /** Writes the reconciler's status; leaves generation, etag and revision alone. */
   setStatus<K extends Kind>(kind: K, name: string, status: StatusOf[K]): void {
     this.rows.setStatus(kind, name, status);
+  }
+
+  /** The last table written in `netns`, if any. Observed state: never bumps the revision. */
+  nftTable(netns: string): NftTableState | undefined {
+    const row = this.stmts.nftGet.get(netns);
+    return row && { netns: row.netns, desiredHash: row.desired_hash, listing: row.listing, services: row.services };
+  }
+
+  /** Namespaces with a recorded table. */
+  nftNamespaces(): string[] {
+    return this.stmts.nftNamespaces.all();
+  }
+
+  setNftTable(t: NftTableState): void {
+    this.stmts.nftPut.run(t.netns, t.desiredHash, t.listing, t.services);
+  }
+
+  deleteNftTable(netns: string): void {
+    this.stmts.nftDelete.run(netns);
   }
 
   /** Resources whose spec refers to `kind/name` (a pool too). */

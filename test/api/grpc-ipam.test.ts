@@ -271,7 +271,7 @@ describe('address_pools on bridges and veth ends', () => {
       ]);
 
       const stillUsed = await fails(release('g-use', '10.39.0.2'), grpc.status.FAILED_PRECONDITION, /veths\/g-pod/);
-      assert.ok(stillUsed.details.includes('addressPools'));
+      assert.ok(stillUsed.details.includes('change or delete veths/g-pod'));
       await fails(
         call(bridges.createBridge.bind(bridges), { bridge: Bridge.fromPartial({ name: 'g-br2', addressPools: ['g-ghost'] }), validateOnly: false }),
         grpc.status.NOT_FOUND,

@@ -116,6 +116,7 @@ describe('transport', () => {
       'netkeep.v1.BridgeService',
       'netkeep.v1.VethService',
       'netkeep.v1.RouteService',
+      'netkeep.v1.LoadBalancerService',
       'netkeep.v1.IpamService',
     ]);
     health.close();

@@ -26,6 +26,12 @@ import {
   IpPool as IpPoolMessage,
   type ReservedEntry as ReservedEntryMessage,
 } from '../../gen/netkeep/v1/ipam.js';
+import {
+  LoadBalancer,
+  loadBalancerPort_ProtocolToJSON,
+  loadBalancer_AlgorithmToJSON,
+  type LoadBalancerPort,
+} from '../../gen/netkeep/v1/loadbalancer.js';
 import { Namespace } from '../../gen/netkeep/v1/namespace.js';
 import { Route } from '../../gen/netkeep/v1/route.js';
 import { VethEnd, VethPair } from '../../gen/netkeep/v1/veth.js';
@@ -36,6 +42,7 @@ export interface ProtoOf {
   bridges: Bridge;
   veths: VethPair;
   routes: Route;
+  loadbalancers: LoadBalancer;
 }
 
 const MESSAGES: { [K in Kind]: { fromJSON(object: unknown): ProtoOf[K] } } = {
@@ -43,6 +50,7 @@ const MESSAGES: { [K in Kind]: { fromJSON(object: unknown): ProtoOf[K] } } = {
   bridges: Bridge,
   veths: VethPair,
   routes: Route,
+  loadbalancers: LoadBalancer,
 };
 
 /**
@@ -54,6 +62,31 @@ type Defaults = Record<string, unknown>;
 const NESTED: Partial<Record<Kind, Record<string, Defaults>>> = {
   veths: { a: { ...VethEnd.fromPartial({}) }, b: { ...VethEnd.fromPartial({}) } },
 };
+
+/** A generated enum's JSON name as the flat form has it: "" for the unspecified default. */
+function enumName(name: string): string {
+  return name.endsWith('_UNSPECIFIED') ? '' : name;
+}
+
+/**
+ * Where a decoded message differs from the flat form: enums are numbers in
+ * the message and names in the flat form; an unset sub-message is undefined
+ * in the message and null (the default) in a merge patch.
+ */
+const WIRE_TO_FLAT: Partial<{ [K in Kind]: (m: ProtoOf[K]) => ProtoOf[K] }> = {
+  loadbalancers: (m) =>
+    ({
+      ...m,
+      algorithm: enumName(loadBalancer_AlgorithmToJSON(m.algorithm)),
+      ports: m.ports.map((p: LoadBalancerPort) => ({ ...p, protocol: enumName(loadBalancerPort_ProtocolToJSON(p.protocol)) })),
+      sessionAffinity: m.sessionAffinity ?? null,
+    }) as unknown as LoadBalancer,
+};
+
+function wireToFlat<K extends Kind>(kind: K, message: ProtoOf[K]): ProtoOf[K] {
+  const fix = WIRE_TO_FLAT[kind] as ((m: ProtoOf[K]) => ProtoOf[K]) | undefined;
+  return fix ? fix(message) : message;
+}
 
 /**
  * Mask paths that are accepted and ignored: the output-only fields
@@ -75,7 +108,7 @@ export function toProto<K extends Kind>(resource: Resource<K>): ProtoOf[K] {
  */
 export function toCreateInput<K extends Kind>(kind: K, message: ProtoOf[K] | undefined, field: string): Record<string, unknown> {
   if (message === undefined) throw InvalidArgumentError.field(field, 'is required');
-  const m = message as unknown as Record<string, unknown>;
+  const m = wireToFlat(kind, message) as unknown as Record<string, unknown>;
   const input: Record<string, unknown> = { name: message.name, labels: { ...message.labels } };
   for (const f of RULES[kind].fields) input[f] = m[f];
   return input;
@@ -102,7 +135,7 @@ export function toUpdatePatch<K extends Kind>(
   mask: readonly string[],
   currentLabels: Record<string, string>,
 ): Record<string, unknown> {
-  return maskToPatch({ ...RULES[kind], nested: NESTED[kind] ?? {} }, message, mask, currentLabels);
+  return maskToPatch({ ...RULES[kind], nested: NESTED[kind] ?? {} }, wireToFlat(kind, message), mask, currentLabels);
 }
 
 /** What the mask → patch conversion needs to know of a resource type. */

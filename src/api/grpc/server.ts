@@ -1,5 +1,5 @@
 /**
- * The gRPC transport: the four resource services of `proto/netkeep/v1`,
+ * The gRPC transport: the five resource services of `proto/netkeep/v1`,
  * IpamService (pools and allocations, issue 3), the standard health service
  * (grpc.health.v1) and server reflection.
  *
@@ -22,6 +22,7 @@ import { InvalidArgumentError, UnavailableError } from '../../domain/errors.js';
 import type { Kind, Resource } from '../../domain/types.js';
 import { BridgeServiceService } from '../../gen/netkeep/v1/bridge.js';
 import { IpamServiceService } from '../../gen/netkeep/v1/ipam.js';
+import { LoadBalancerServiceService } from '../../gen/netkeep/v1/loadbalancer.js';
 import { NamespaceServiceService } from '../../gen/netkeep/v1/namespace.js';
 import { RouteServiceService } from '../../gen/netkeep/v1/route.js';
 import { VethServiceService } from '../../gen/netkeep/v1/veth.js';
@@ -50,7 +51,7 @@ export type Handlers<D> = {
   [M in keyof D]: D[M] extends grpc.MethodDefinition<infer Req, infer Res> ? Handler<Req, Res> : never;
 };
 
-const DEFINITIONS = [NamespaceServiceService, BridgeServiceService, VethServiceService, RouteServiceService];
+const DEFINITIONS = [NamespaceServiceService, BridgeServiceService, VethServiceService, RouteServiceService, LoadBalancerServiceService];
 
 /** The fully-qualified name of a generated service definition (`netkeep.v1.BridgeService`). */
 function serviceName(definition: grpc.ServiceDefinition): string {
@@ -87,6 +88,7 @@ export function createGrpcServer(services: Services, logger: Logger): GrpcServer
   add(BridgeServiceService, bridgeHandlers(services.bridges));
   add(VethServiceService, vethHandlers(services.veths));
   add(RouteServiceService, routeHandlers(services.routes));
+  add(LoadBalancerServiceService, loadBalancerHandlers(services.loadbalancers));
   add(IpamServiceService, ipamHandlers(services.ipam));
 
   const names = ['', ...SERVICE_NAMES];
@@ -280,6 +282,20 @@ function routeHandlers(s: ResourceService<'routes'>): Handlers<typeof RouteServi
     },
     updateRoute: async (req) => toProto(update(s, req.route, 'route', req)),
     deleteRoute: async (req) => remove(s, req),
+  };
+}
+
+function loadBalancerHandlers(s: ResourceService<'loadbalancers'>): Handlers<typeof LoadBalancerServiceService> {
+  return {
+    createLoadBalancer: async (req) =>
+      toProto(s.create(toCreateInput(s.kind, req.loadBalancer, 'load_balancer'), { validateOnly: req.validateOnly })),
+    getLoadBalancer: async (req) => toProto(s.get(req.name)),
+    listLoadBalancers: async (req) => {
+      const page = s.list({ pageSize: req.pageSize, pageToken: req.pageToken });
+      return { loadBalancers: page.items.map((r) => toProto(r)), nextPageToken: page.nextPageToken };
+    },
+    updateLoadBalancer: async (req) => toProto(update(s, req.loadBalancer, 'load_balancer', req)),
+    deleteLoadBalancer: async (req) => remove(s, req),
   };
 }
 
