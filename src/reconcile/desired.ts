@@ -31,6 +31,12 @@ export interface DesiredLink {
   masterOwner?: OwnerRef;
   /** Bridges only. */
   vlanFiltering: boolean;
+  /**
+   * Bridge ports only: hairpin mode, for a port whose pair carries a
+   * load-balancer backend. With br_netfilter, a backend's connection to its
+   * own VIP is DNATed on the bridge and must leave by the port it came in.
+   */
+  hairpin: boolean;
   /** Veths only: the other end. */
   peer?: { netns: string; ifname: string; mac: string };
   /** Veths only: which end of the pair this is. */
@@ -78,6 +84,7 @@ export function buildDesired(
     routes: Route[];
   },
   pooled: PooledAddresses = new Map(),
+  backendAddresses: ReadonlySet<string> = new Set(),
 ): DesiredState {
   const bridgeIfname = new Map(input.bridges.map((b) => [b.name, b.spec.ifname]));
   const namespaces = new Map(input.namespaces.map((n) => [n.name, ownerRef('namespaces', n.name)]));
@@ -94,9 +101,13 @@ export function buildDesired(
       addresses: [...b.spec.addresses, ...(pooled.get(pooledKey('bridges', b.name)) ?? [])],
       master: '',
       vlanFiltering: b.spec.vlanFiltering,
+      hairpin: false,
     });
   }
   for (const v of input.veths) {
+    const carriesBackend = (['a', 'b'] as const).some((end) =>
+      [...v.spec[end].addresses, ...(pooled.get(pooledKey('veths', v.name, end)) ?? [])].some((a) => backendAddresses.has(a.slice(0, a.indexOf('/')))),
+    );
     for (const end of ['a', 'b'] as const) {
       const me = v.spec[end];
       const other = v.spec[end === 'a' ? 'b' : 'a'];
@@ -112,6 +123,7 @@ export function buildDesired(
         master: me.bridge === '' ? '' : (bridgeIfname.get(me.bridge) ?? ''),
         ...(me.bridge === '' ? {} : { masterOwner: ownerRef('bridges', me.bridge) }),
         vlanFiltering: false,
+        hairpin: me.bridge !== '' && carriesBackend,
         peer: { netns: other.namespace, ifname: other.ifname, mac: other.mac },
         end,
       });

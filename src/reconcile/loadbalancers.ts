@@ -17,7 +17,7 @@ import type { LoadBalancer } from '../domain/types.js';
 import type { ConntrackFilter, NftClient, ObservedTable } from '../kernel/nft/types.js';
 import type { Store } from '../store/store.js';
 import { ownerRef } from './desired.js';
-import { renderDeleteTable, renderTable, type DesiredServicePort } from './nft.js';
+import { renderDeleteTable, renderTable, sortServices, type DesiredServicePort } from './nft.js';
 
 /** What the pass did for one load balancer. */
 export interface LoadBalancerOutcome {
@@ -127,14 +127,18 @@ export class LoadBalancerSync {
       this.log.info({ netns: netns || 'host' }, 'nft table removed: no load balancer left');
       return true;
     }
-    const desiredHash = createHash('sha256').update(renderTable(services)).digest('hex');
-    const converged = observed && recorded && recorded.desiredHash === desiredHash && recorded.listing === observed.listing;
+    const sorted = sortServices(services);
+    const desiredHash = createHash('sha256').update(JSON.stringify(sorted)).digest('hex');
+    const untouched = observed !== undefined && recorded !== undefined && recorded.listing === observed.listing;
+    const converged = untouched && recorded.desiredHash === desiredHash;
     if (!converged) {
-      const script = renderTable(services, observed ?? { chains: [], sets: [] });
+      // Only what changed since the last write, unless the table was changed by hand: then all of it.
+      const previous = untouched ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
+      const script = renderTable(sorted, observed ?? { chains: [], sets: [] }, previous);
       this.log.debug({ netns: netns || 'host', script }, 'nft transaction');
       await this.nft.apply(netns, script);
       const after: ObservedTable | undefined = await this.nft.observe(netns);
-      this.store.setNftTable({ netns, desiredHash, listing: after?.listing ?? '', services: JSON.stringify(services) });
+      this.store.setNftTable({ netns, desiredHash, listing: after?.listing ?? '', services: JSON.stringify(sorted) });
       const before = recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
       const stale = staleConntrack(before, services);
       // After the commit, so that a client's next packet is DNATed by the new rules.

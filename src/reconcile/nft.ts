@@ -10,8 +10,11 @@
  *   A packet costs one lookup however many services there are.
  * - `svc-<lb>-<proto>-<port>`: `sourceRanges` first (others `return`
  *   undisturbed), then client-IP affinity (a dynamic set per backend, with a
- *   timeout), then `numgen random|inc mod <sum of weights>` over the backend
- *   chains, each owning a slice the size of its weight.
+ *   timeout), then the pick: RANDOM is a run of `numgen random mod <weight
+ *   left> < <weight> goto <backend>` rules (backend i is taken with
+ *   probability w_i / (w_i + … + w_n), which is w_i / W overall), with no set
+ *   to create; ROUND_ROBIN is one `numgen inc mod <W> vmap` over slices the
+ *   size of the weights (one counter must see every connection).
  * - `be-<lb>-<proto>-<port>-<hash>`: marks the hairpin case (a backend
  *   connecting to its own VIP) for masquerade, records affinity, DNATs.
  * - `refuse`, hooked at input, forward and output after DNAT: a packet still
@@ -19,10 +22,13 @@
  *   `sourceRanges`) and is rejected at once (TCP reset, ICMP port
  *   unreachable), never dropped silently nor routed elsewhere.
  *
- * A pass declares every object (an existing one is left as it is, so
- * affinity entries survive), flushes every map, set and chain of ours and
- * fills it again, and deletes the chains and sets no load balancer needs any
- * more, all in one atomic transaction: repeated passes never duplicate a rule.
+ * A pass declares the table, its maps and base chains (an existing object is
+ * left as it is, so affinity entries survive), flushes the maps and fills
+ * them again, declares, flushes and fills the chains of every service port
+ * that changed since `previous` (all of them without it), and deletes the
+ * chains and sets no load balancer needs any more, all in one atomic
+ * transaction: repeated passes never duplicate a rule, and one changed load
+ * balancer costs in proportion to its own rules.
  */
 import { createHash } from 'node:crypto';
 import type { Algorithm, Protocol } from '../domain/loadbalancer.js';
@@ -89,6 +95,21 @@ function hostport(family: 4 | 6, address: string, port: number): string {
   return family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** The pick of a backend among `s.backends` (not empty), as rules of the service chain. */
+function pickRules(s: DesiredServicePort): string[] {
+  if (s.backends.length === 1) return [`goto ${backendChain(s, s.backends[0]!)}`];
+  if (s.algorithm === 'ROUND_ROBIN') {
+    const { total, entries } = slices(s);
+    return [`numgen inc mod ${total} vmap { ${entries.join(', ')} }`];
+  }
+  let left = s.backends.reduce((n, b) => n + b.weight, 0);
+  return s.backends.map((b, i) => {
+    const rule = i === s.backends.length - 1 ? `goto ${backendChain(s, b)}` : `numgen random mod ${left} < ${b.weight} goto ${backendChain(s, b)}`;
+    left -= b.weight;
+    return rule;
+  });
+}
+
 /** The `numgen … vmap` slices: backend i owns weight_i consecutive values. */
 function slices(s: DesiredServicePort): { total: number; entries: string[] } {
   let next = 0;
@@ -101,10 +122,16 @@ function slices(s: DesiredServicePort): { total: number; entries: string[] } {
   return { total: next, entries };
 }
 
-/** Every chain and set a set of service ports needs, by name. */
-function wanted(services: readonly DesiredServicePort[]): { chains: string[]; affinity: DesiredServicePort[] } {
-  const chains = services.flatMap((s) => [serviceChain(s), ...s.backends.map((b) => backendChain(s, b))]);
-  return { chains, affinity: services.filter((s) => s.affinitySeconds > 0) };
+/** Every chain a set of service ports needs, by name. */
+function wanted(services: readonly DesiredServicePort[]): { chains: string[] } {
+  return { chains: services.flatMap((s) => [serviceChain(s), ...s.backends.map((b) => backendChain(s, b))]) };
+}
+
+/** Service ports in a stable order (name, protocol, port): sorted input renders byte-identical output. */
+export function sortServices(services: readonly DesiredServicePort[]): DesiredServicePort[] {
+  return [...services].sort((a, b) =>
+    a.name !== b.name ? (a.name < b.name ? -1 : 1) : a.protocol !== b.protocol ? (a.protocol < b.protocol ? -1 : 1) : a.port - b.port,
+  );
 }
 
 const BASE_CHAINS: Array<[string, string]> = [
@@ -123,12 +150,26 @@ const HELPER_CHAINS = ['refuse', 'reject-service'];
  * Sorted input gives byte-identical output. `existing` names what the table
  * holds now; chains and sets in it that are no longer wanted are deleted.
  */
-export function renderTable(services: readonly DesiredServicePort[], existing: ExistingObjects = { chains: [], sets: [] }): string {
-  const sorted = [...services].sort((a, b) =>
-    a.name !== b.name ? (a.name < b.name ? -1 : 1) : a.protocol !== b.protocol ? (a.protocol < b.protocol ? -1 : 1) : a.port - b.port,
+export function renderTable(
+  services: readonly DesiredServicePort[],
+  existing: ExistingObjects = { chains: [], sets: [] },
+  previous: readonly DesiredServicePort[] = [],
+): string {
+  const sorted = sortServices(services);
+  const { chains } = wanted(sorted);
+  const existingChains = new Set(existing.chains);
+  const before = new Set(previous.map((p) => JSON.stringify(p)));
+  // A service port whose chains are in the table as `previous` wrote them is left alone.
+  const changed = sorted.filter(
+    (s) => !before.has(JSON.stringify(s)) || ![serviceChain(s), ...s.backends.map((b) => backendChain(s, b))].every((c) => existingChains.has(c)),
   );
-  const { chains, affinity } = wanted(sorted);
-  const affinitySets = affinity.flatMap((s) => s.backends.map((b) => ({ s, b, name: affinitySet(s, b) })));
+  const affinitySets = sorted
+    .filter((s) => s.affinitySeconds > 0)
+    .flatMap((s) => s.backends.map((b) => ({ s, b, name: affinitySet(s, b) })));
+  const changedSets = changed
+    .filter((s) => s.affinitySeconds > 0)
+    .flatMap((s) => s.backends.map((b) => ({ s, b, name: affinitySet(s, b) })));
+  const changedChains = wanted(changed).chains;
   const out: string[] = [];
 
   // 1. Declare everything (a no-op for what exists).
@@ -137,17 +178,18 @@ export function renderTable(services: readonly DesiredServicePort[], existing: E
   out.push('\tmap service-ips-v6 {', '\t\ttype ipv6_addr . inet_proto . inet_service : verdict', '\t}');
   out.push('\tset service-ports-v4 {', '\t\ttype ipv4_addr . inet_proto . inet_service', '\t}');
   out.push('\tset service-ports-v6 {', '\t\ttype ipv6_addr . inet_proto . inet_service', '\t}');
-  for (const { s, name } of affinitySets) {
+  for (const { s, name } of changedSets) {
     out.push(`\tset ${name} {`, `\t\ttype ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '\t\tflags dynamic,timeout', `\t\ttimeout ${s.affinitySeconds}s`, '\t}');
   }
   for (const [name, hook] of BASE_CHAINS) out.push(`\tchain ${name} {`, `\t\t${hook}`, '\t}');
-  for (const name of [...HELPER_CHAINS, ...chains]) out.push(`\tchain ${name} {`, '\t}');
+  for (const name of [...HELPER_CHAINS, ...changedChains]) out.push(`\tchain ${name} {`, '\t}');
   out.push('}');
 
   // 2. Empty every map, set and chain of ours, then fill them again.
   for (const name of STATIC_SETS) out.push(`flush ${name.startsWith('service-ips') ? 'map' : 'set'} ${NFT_TABLE} ${name}`);
-  const stale = existing.chains.filter((c) => !chains.includes(c) && !HELPER_CHAINS.includes(c) && !BASE_CHAINS.some(([n]) => n === c));
-  for (const name of [...BASE_CHAINS.map(([n]) => n), ...HELPER_CHAINS, ...chains, ...stale]) out.push(`flush chain ${NFT_TABLE} ${name}`);
+  const keep = new Set([...chains, ...HELPER_CHAINS, ...BASE_CHAINS.map(([n]) => n)]);
+  const stale = existing.chains.filter((c) => !keep.has(c));
+  for (const name of [...BASE_CHAINS.map(([n]) => n), ...HELPER_CHAINS, ...changedChains, ...stale]) out.push(`flush chain ${NFT_TABLE} ${name}`);
 
   const rule = (chain: string, text: string) => out.push(`add rule ${NFT_TABLE} ${chain} ${text}`);
   for (const chain of ['nat-prerouting', 'nat-output']) {
@@ -161,16 +203,13 @@ export function renderTable(services: readonly DesiredServicePort[], existing: E
   rule('reject-service', 'reject with icmpx port-unreachable');
   for (const chain of ['filter-input', 'filter-forward', 'filter-output']) rule(chain, 'jump refuse');
 
-  for (const s of sorted) {
+  for (const s of changed) {
     const ip = ipKeyword(s.family);
     const proto = s.protocol.toLowerCase();
     const svc = serviceChain(s);
     if (s.sourceRanges.length > 0) rule(svc, `${ip} saddr != { ${s.sourceRanges.join(', ')} } return`);
     if (s.affinitySeconds > 0) for (const b of s.backends) rule(svc, `${ip} saddr @${affinitySet(s, b)} goto ${backendChain(s, b)}`);
-    if (s.backends.length > 0) {
-      const { total, entries } = slices(s);
-      rule(svc, `numgen ${s.algorithm === 'ROUND_ROBIN' ? 'inc' : 'random'} mod ${total} vmap { ${entries.join(', ')} }`);
-    }
+    if (s.backends.length > 0) for (const r of pickRules(s)) rule(svc, r);
     for (const b of s.backends) {
       const be = backendChain(s, b);
       // Hairpin: a backend reaching its own VIP must see the reply come from the VIP, so its source is masqueraded.

@@ -287,6 +287,7 @@ export function plan(desired: DesiredState, observed: ObservedState): Plan {
       if (link.master) set.push('master', link.master);
       set.push('up');
       b.add(Step.LinkSet, link.owner, set, { requires: [...requires, ...masterRequires(link)] });
+      if (link.hairpin) b.add(Step.LinkSet, link.owner, hairpinLine(link), { requires: [...requires, ...masterRequires(link)] });
       if (link.type === 'bridge') creating.add(key);
       for (const a of link.addresses) b.add(Step.AddrAdd, link.owner, ['addr', 'add', a, 'dev', link.ifname], { requires });
       continue;
@@ -356,6 +357,11 @@ function sameRouteKey(o: ObservedRoute, r: DesiredRoute): boolean {
   return o.family === r.family && o.destination === r.destination && o.metric === r.metric;
 }
 
+/** `ip link set dev <port> type bridge_slave hairpin on|off` (`bridge link set dev <port> hairpin on`). */
+function hairpinLine(link: DesiredLink): (string | number)[] {
+  return ['link', 'set', 'dev', link.ifname, 'type', 'bridge_slave', 'hairpin', link.hairpin ? 'on' : 'off'];
+}
+
 /** Lines that bring an existing link of ours to the desired settings. */
 function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink, masterRequires: string[]): void {
   const set: (string | number)[] = [];
@@ -366,6 +372,10 @@ function diffLink(b: BatchBuilder, link: DesiredLink, obs: ObservedLink, masterR
   if (set.length > 0) {
     const requires = obs.master !== link.master ? masterRequires : [];
     b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, ...set], { requires });
+  }
+  // Joining a bridge starts with hairpin off; after the master line, in the same batch.
+  if (link.master !== '' && (link.hairpin ? obs.master !== link.master || !obs.hairpin : obs.master === link.master && obs.hairpin)) {
+    b.add(Step.LinkSet, link.owner, hairpinLine(link), { requires: obs.master !== link.master ? masterRequires : [] });
   }
   if (link.type === 'bridge' && obs.vlanFiltering !== link.vlanFiltering) {
     b.add(Step.LinkSet, link.owner, ['link', 'set', 'dev', link.ifname, 'type', 'bridge', 'vlan_filtering', link.vlanFiltering ? 1 : 0]);

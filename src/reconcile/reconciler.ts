@@ -84,6 +84,7 @@ export class Reconciler {
     const desired = buildDesired(
       snapshot,
       new Map([...pooled].map(([key, list]) => [key, list.map((p) => p.address)])),
+      new Set(snapshot.loadbalancers.flatMap((lb) => lb.spec.backends.map((b) => b.address))),
     );
     const before = await this.observe(desired);
     const first = plan(desired, before);

@@ -330,7 +330,7 @@ export class IpamService {
     if (!p) throw new NotFoundError(POOL_KIND, pool, field);
     const requested = opts.address === undefined ? undefined : this.checkRequested(p, spaceOf(p.spec), opts.address, field);
     try {
-      return this.take(p, owner, {}, requested, { avoid: opts.avoid });
+      return this.take(p, owner, {}, requested, { avoid: opts.avoid, field });
     } catch (err) {
       if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
       throw err;
@@ -362,7 +362,7 @@ export class IpamService {
     owner: string,
     labels: Record<string, string>,
     requested: bigint | undefined,
-    opts: { validateOnly?: boolean; avoid?: (address: string) => boolean },
+    opts: { validateOnly?: boolean; avoid?: (address: string) => boolean; field?: string },
   ): StoredAllocation {
     const pool = p.name;
     const sp = spaceOf(p.spec);
@@ -381,7 +381,8 @@ export class IpamService {
       const held = this.repo.get(pool, sortKey(family, requested));
       if (held) {
         const description = `${held.address} is already allocated${held.owner === '' ? '' : ` to ${held.owner}`}`;
-        throw new AlreadyExistsError(`address: ${description}`, [{ field: 'address', description }]);
+        const field = opts.field ?? 'address';
+        throw new AlreadyExistsError(`${field}: ${description}`, [{ field, description }]);
       }
       value = requested;
     } else {

@@ -770,3 +770,49 @@ describe('bad input is rejected naming the field, and stores nothing', () => {
     }
   });
 });
+
+describe('load balancers: bad input is 400 naming the field, and nothing is stored', () => {
+  const lb = (over: Record<string, unknown>) => ({ name: 'lb-bad', vip: '10.96.0.10', ports: [{ port: 80 }], ...over });
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['port 0', lb({ ports: [{ port: 0 }] }), 'ports[0].port'],
+    ['port 65536', lb({ ports: [{ port: 65536 }] }), 'ports[0].port'],
+    ['targetPort 65536', lb({ ports: [{ port: 80, targetPort: 65536 }] }), 'ports[0].targetPort'],
+    ['unknown protocol', lb({ ports: [{ port: 80, protocol: 'ICMP' }] }), 'ports[0].protocol'],
+    ['no ports', lb({ ports: [] }), 'ports'],
+    ['VIP not an address', lb({ vip: '10.96.0.300' }), 'vip'],
+    ['VIP a network', lb({ vip: '10.96.0.0/24' }), 'vip'],
+    ['neither vip nor vipPool', lb({ vip: '' }), 'vip'],
+    ['weight 101', lb({ backends: [{ address: '10.50.0.2', weight: 101 }] }), 'backends[0].weight'],
+    ['weight -1', lb({ backends: [{ address: '10.50.0.2', weight: -1 }] }), 'backends[0].weight'],
+    ['duplicate port/protocol', lb({ ports: [{ port: 80 }, { port: 80, protocol: 'TCP' }] }), 'ports[1].port'],
+    ['backend of the other family', lb({ backends: [{ address: 'fd00::2' }] }), 'backends[0].address'],
+    ['backend not an address', lb({ backends: [{ address: 'web-1' }] }), 'backends[0].address'],
+    ['duplicate backend', lb({ backends: [{ address: '10.50.0.2' }, { address: '10.50.0.2' }] }), 'backends[1].address'],
+    ['affinity timeout too long', lb({ sessionAffinity: { clientIp: { timeoutSeconds: 86401 } } }), 'sessionAffinity.clientIp.timeoutSeconds'],
+    ['source range with host bits', lb({ sourceRanges: ['10.50.0.1/24'] }), 'sourceRanges[0]'],
+    ['unknown algorithm', lb({ algorithm: 'LEAST_CONN' }), 'algorithm'],
+  ];
+  for (const [rule, body, field] of cases) {
+    test(rule, async () => {
+      for (const validateOnly of [false, true]) {
+        const q = validateOnly ? ' (validateOnly)' : '';
+        const r = await nk.POST('/v1/loadbalancers', { params: { query: { validateOnly } }, body: body as never });
+        assert.equal(r.response.status, 400, `${rule}${q}: ${JSON.stringify(r.error)}`);
+        assert.equal(r.error?.code, 'INVALID_ARGUMENT');
+        assert.ok(r.error?.violations.some((v) => v.field === field), `${rule}: ${JSON.stringify(r.error?.violations)}`);
+      }
+      assert.equal((await nk.GET('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-bad' } } })).response.status, 404);
+    });
+  }
+
+  test('a valid load balancer round-trips, and its response matches the schema', async () => {
+    const r = await nk.POST('/v1/loadbalancers', {
+      body: { name: 'lb-ok', vip: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080 }], backends: [{ address: '10.50.0.2', weight: 5 }], sessionAffinity: { clientIp: {} } },
+    });
+    assert.equal(r.response.status, 201, JSON.stringify(r.error));
+    assert.deepEqual(r.data!.sessionAffinity, { clientIp: { timeoutSeconds: 10800 } });
+    assert.deepEqual(r.data!.backends, [{ address: '10.50.0.2', port: 0, weight: 5 }]);
+    assert.equal(r.data!.status.vip, '10.96.0.10');
+    assert.equal((await nk.DELETE('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-ok' } } })).response.status, 204);
+  });
+});

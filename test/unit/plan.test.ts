@@ -68,6 +68,7 @@ function link(l: Partial<ObservedLink> & { ifname: string }): ObservedLink {
     master: '',
     peerIfindex: 0,
     vlanFiltering: false,
+    hairpin: false,
     addresses: [],
     ...l,
   };

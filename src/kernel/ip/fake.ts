@@ -104,6 +104,8 @@ interface Link {
   /** A veth's other end. */
   peer?: { netns: string; ifindex: number };
   vlanFiltering: boolean;
+  /** Bridge ports: hairpin mode (BR_HAIRPIN_MODE); cleared when the port leaves its bridge. */
+  hairpin: boolean;
   /** addr_assign_type == NET_ADDR_SET: a bridge keeps its MAC. */
   macSet: boolean;
   /** BROPT_MTU_SET_BY_USER: a bridge keeps its MTU. */
@@ -241,6 +243,7 @@ export class FakeIpClient implements IpClient {
         if (l.master !== '') parts.push(`master ${l.master}`);
         if (l.kind === 'veth') parts.push(`peer ${this.peerLabel(name, l.ifindex)}`);
         if (l.kind === 'bridge') parts.push(`vlan_filtering ${l.vlanFiltering ? 1 : 0}`);
+        if (l.hairpin) parts.push('hairpin on');
         if (l.alias !== '') parts.push(`alias ${JSON.stringify(l.alias)}`);
         out.push(parts.join(' '));
         for (const a of l.addresses) {
@@ -443,13 +446,21 @@ export class FakeIpClient implements IpClient {
   private linkSet(ns: Netns, w: Words): void {
     const opts = this.linkOptions(ns, w, 'dev');
     let vlanFiltering: boolean | undefined;
+    let hairpin: boolean | undefined;
     if (w.peek() === 'type') {
       w.next();
-      if (w.next() !== 'bridge') notModeled('link set … type other than bridge');
-      vlanFiltering = this.bridgeOptions(w);
+      const type = w.next();
+      if (type === 'bridge') vlanFiltering = this.bridgeOptions(w);
+      else if (type === 'bridge_slave') hairpin = this.bridgePortOptions(w);
+      else notModeled('link set … type other than bridge or bridge_slave');
     }
     w.end();
     const link = this.findLink(ns, opts.name ?? notModeled('link set without a device')) ?? failed(`Cannot find device "${opts.name}"`);
+    if (hairpin !== undefined) {
+      // iproute2 sends bridge_slave options to a link that is no bridge port: the kernel refuses.
+      if (link.master === 0) failed('RTNETLINK answers: Operation not supported');
+      link.hairpin = hairpin;
+    }
     if (opts.netns !== undefined) notModeled('link set … netns');
     if (vlanFiltering !== undefined) {
       if (link.kind !== 'bridge' || !this.vlanFilteringSupported) failed('RTNETLINK answers: Operation not supported');
@@ -539,6 +550,19 @@ export class FakeIpClient implements IpClient {
     return o;
   }
 
+  /** `hairpin on|off` after `type bridge_slave`. */
+  private bridgePortOptions(w: Words): boolean | undefined {
+    let hairpin: boolean | undefined;
+    while (w.peek() !== undefined) {
+      const word = w.next();
+      if (word !== 'hairpin') return notModeled(`bridge_slave option "${word}"`);
+      const v = w.value();
+      if (v !== 'on' && v !== 'off') aborted(`Error: argument "${v}" is wrong: hairpin`);
+      hairpin = v === 'on';
+    }
+    return hairpin;
+  }
+
   /** `[vlan_filtering 0|1]` after `type bridge`; undefined when not given. */
   private bridgeOptions(w: Words): boolean | undefined {
     let vlanFiltering: boolean | undefined;
@@ -616,6 +640,7 @@ export class FakeIpClient implements IpClient {
     if (link.master === 0) return;
     const bridge = ns.links.get(link.master);
     link.master = 0;
+    link.hairpin = false;
     if (bridge !== undefined) this.adjustBridge(ns, bridge);
   }
 
@@ -912,6 +937,7 @@ export class FakeIpClient implements IpClient {
       up: false,
       master: 0,
       vlanFiltering: false,
+      hairpin: false,
       macSet: mac !== undefined,
       mtuSetByUser: false,
       addrs4: [],
@@ -964,6 +990,7 @@ export class FakeIpClient implements IpClient {
         master: l.master === 0 ? '' : (ns.links.get(l.master)?.ifname ?? ''),
         peerIfindex: l.peer?.ifindex ?? 0,
         vlanFiltering: l.vlanFiltering,
+        hairpin: l.hairpin,
         addresses: [...l.addrs4, ...l.addrs6].map(
           (a): ObservedAddress => ({ family: a.family, address: a.address, prefixLength: a.prefixLength, scope: a.scope }),
         ),

@@ -118,6 +118,7 @@ function parseLink(e: Json, ifindexByName: ReadonlyMap<string, number>): Observe
   const flags = Array.isArray(e.flags) ? e.flags : [];
   const sameNsPeer = str(e, 'link');
   const vlanFiltering = infoData.vlan_filtering;
+  const slaveData = isObject(linkinfo.info_slave_data) ? linkinfo.info_slave_data : {};
   return {
     ifindex: num(e, 'ifindex') as number,
     ifname: str(e, 'ifname') as string,
@@ -129,6 +130,7 @@ function parseLink(e: Json, ifindexByName: ReadonlyMap<string, number>): Observe
     master: str(e, 'master') ?? '',
     peerIfindex: num(e, 'link_index') ?? (sameNsPeer === undefined ? 0 : (ifindexByName.get(sameNsPeer) ?? 0)),
     vlanFiltering: vlanFiltering === 1 || vlanFiltering === true,
+    hairpin: slaveData.hairpin === true || slaveData.hairpin === 1,
     addresses: (Array.isArray(e.addr_info) ? e.addr_info : []).flatMap(parseAddress),
   };
 }

@@ -31,6 +31,8 @@ export interface ObservedLink {
   peerIfindex: number;
   /** For a bridge: `linkinfo.info_data.vlan_filtering`. */
   vlanFiltering: boolean;
+  /** For a bridge port: hairpin mode (`linkinfo.info_slave_data.hairpin`), frames may leave by the port they came in. */
+  hairpin: boolean;
   addresses: ObservedAddress[];
 }
 

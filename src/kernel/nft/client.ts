@@ -11,6 +11,9 @@ function inNetns(netns: string, argv: string[]): [string, string[]] {
   return netns === '' ? [argv[0]!, argv.slice(1)] : ['ip', ['netns', 'exec', netns, ...argv]];
 }
 
+/** Milliseconds one `nft -f` may take. */
+const NFT_APPLY_TIMEOUT_MS = 300_000;
+
 const SYSCTLS: Record<4 | 6, string> = { 4: 'net.ipv4.ip_forward', 6: 'net.ipv6.conf.all.forwarding' };
 
 /**
@@ -50,7 +53,8 @@ export class NftCliClient implements NftClient {
 
   async apply(netns: string, script: string): Promise<void> {
     const [cmd, args] = inNetns(netns, ['nft', '-f', '-']);
-    const r = await run(cmd, args, { input: script });
+    // Programming thousands of load balancers at once takes the kernel a while.
+    const r = await run(cmd, args, { input: script, timeoutMs: NFT_APPLY_TIMEOUT_MS });
     if (r.exitCode !== 0) throw new NftError(netns, r.stderr.trim() || `nft exited ${r.exitCode}`);
   }
 

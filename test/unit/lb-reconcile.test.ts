@@ -1,0 +1,151 @@
+/**
+ * Load balancers through the service layer and the reconciler, on the
+ * in-memory kernels (FakeIpClient, FakeNftClient): what is stored, what the
+ * reconciler writes and when it writes nothing, status, VIPs from pools,
+ * conntrack clean-up and forwarding. Packets are tested in the sandbox.
+ */
+import assert from 'node:assert/strict';
+import { beforeEach, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../../src/domain/errors.js';
+import { FakeIpClient } from '../../src/kernel/ip/fake.js';
+import { FakeNftClient } from '../../src/kernel/nft/fake.js';
+import { Reconciler } from '../../src/reconcile/reconciler.js';
+import { createServices, type Services } from '../../src/service/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { fails } from '../support/errors.js';
+
+let store: Store;
+let svc: Services;
+let nft: FakeNftClient;
+let reconciler: Reconciler;
+
+beforeEach(() => {
+  store = openStore(':memory:');
+  svc = createServices(store, { onChange() {}, ready: () => true });
+  nft = new FakeNftClient();
+  reconciler = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft);
+});
+
+const web = (extra: Record<string, unknown> = {}) => ({
+  name: 'web',
+  vip: '10.96.0.10',
+  ports: [{ port: 80, targetPort: 8080 }, { protocol: 'UDP', port: 53 }],
+  backends: [{ address: '10.50.0.11' }, { address: '10.50.0.12', weight: 3 }],
+  ...extra,
+});
+
+describe('load balancer spec', () => {
+  test('defaults: TCP, targetPort = port, weight 1, RANDOM, no affinity', () => {
+    const lb = svc.loadbalancers.create(web());
+    assert.deepEqual(lb.spec.ports, [
+      { name: '', protocol: 'TCP', port: 80, targetPort: 8080 },
+      { name: '', protocol: 'UDP', port: 53, targetPort: 53 },
+    ]);
+    assert.deepEqual(lb.spec.backends.map((b) => b.weight), [1, 3]);
+    assert.equal(lb.spec.algorithm, 'RANDOM');
+    assert.deepEqual(lb.spec.sessionAffinity, {});
+    assert.equal(lb.status.vip, '10.96.0.10');
+  });
+
+  test('one VIP:port/protocol is one load balancer per namespace', () => {
+    svc.loadbalancers.create(web());
+    fails(() => svc.loadbalancers.create(web({ name: 'other', ports: [{ port: 80 }] })), AlreadyExistsError, 'ports[0].port');
+    svc.loadbalancers.create(web({ name: 'other', ports: [{ port: 443 }] }));
+  });
+
+  test('backends and sourceRanges of the other family than a pool VIP are refused', () => {
+    svc.ipam.createPool({ name: 'vips6', cidr: 'fd00:96::/64' });
+    fails(() => svc.loadbalancers.create({ name: 'x', vipPool: 'vips6', ports: [{ port: 80 }], backends: [{ address: '10.0.0.1' }] }), InvalidArgumentError, 'backends[0].address');
+    assert.equal(svc.ipam.listAllocations('vips6').items.length, 0);
+  });
+});
+
+describe('VIPs from pools', () => {
+  beforeEach(() => {
+    svc.ipam.createPool({ name: 'vips', cidr: '10.96.0.0/30' }); // .1 and .2
+  });
+
+  test('vipPool allocates the VIP to the load balancer; delete releases it; it cannot be released by hand', () => {
+    const lb = svc.loadbalancers.create({ name: 'web', vipPool: 'vips', ports: [{ port: 80 }] });
+    assert.equal(lb.status.vip, '10.96.0.1');
+    assert.deepEqual(svc.ipam.listAllocations('vips').items.map((a) => [a.address, a.owner]), [['10.96.0.1', 'loadbalancers/web']]);
+    fails(() => svc.ipam.release('vips', '10.96.0.1'), FailedPreconditionError);
+    svc.loadbalancers.delete('web');
+    assert.deepEqual(svc.ipam.listAllocations('vips').items, []);
+  });
+
+  test('a static VIP inside a pool is allocated too, so the pool never hands it out', () => {
+    svc.loadbalancers.create({ name: 'web', vip: '10.96.0.2', ports: [{ port: 80 }] });
+    assert.equal(svc.ipam.allocate('vips', { owner: 'someone' }).address, '10.96.0.1');
+    fails(() => svc.ipam.allocate('vips', { owner: 'another' }), ResourceExhaustedError);
+    fails(() => svc.loadbalancers.create({ name: 'dup', vip: '10.96.0.1', ports: [{ port: 81 }] }), AlreadyExistsError, 'vip');
+  });
+
+  test('a changed VIP releases the old allocation', () => {
+    svc.loadbalancers.create({ name: 'web', vipPool: 'vips', ports: [{ port: 80 }] });
+    svc.loadbalancers.update('web', { vipPool: null, vip: '10.97.0.1' });
+    assert.deepEqual(svc.ipam.listAllocations('vips').items, []);
+  });
+});
+
+describe('reconciling load balancers', () => {
+  test('one write for a change, none for a pass with nothing to change; status shows the programmed backends', async () => {
+    svc.loadbalancers.create(web());
+    const first = await reconciler.pass();
+    assert.equal(first.nftWrites, 1);
+    assert.equal((await reconciler.pass()).nftWrites, 0);
+    const lb = svc.loadbalancers.get('web');
+    assert.equal(lb.status.state, 'READY');
+    assert.deepEqual(lb.status.backends, ['10.50.0.11:53', '10.50.0.11:8080', '10.50.0.12:53', '10.50.0.12:8080']);
+    assert.deepEqual([...(nft.forwarding.get('') ?? [])], [4], 'forwarding turned on where the rules live');
+  });
+
+  test('a restart (a new reconciler over the same store) writes nothing', async () => {
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    const again = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft);
+    // The fake ip kernel is empty, so the links are rebuilt; the table is untouched.
+    assert.equal((await again.pass()).nftWrites, 0);
+  });
+
+  test('a table flushed or deleted by hand is written again at the next pass', async () => {
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    nft.flushByHand('');
+    assert.equal((await reconciler.pass()).nftWrites, 1);
+    nft.deleteByHand('');
+    assert.equal((await reconciler.pass()).nftWrites, 1);
+    assert.ok(nft.hasTable(''));
+  });
+
+  test('deleting the last load balancer removes the table', async () => {
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    svc.loadbalancers.delete('web');
+    await reconciler.pass();
+    assert.equal(nft.hasTable(''), false);
+    assert.equal((await reconciler.pass()).nftWrites, 0);
+  });
+
+  test('a replaced UDP backend: conntrack entries that still point at the old one are deleted, after the commit', async () => {
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    nft.conntrackDeletes.length = 0;
+    svc.loadbalancers.update('web', { backends: [{ address: '10.50.0.13' }] });
+    await reconciler.pass();
+    assert.deepEqual(
+      nft.conntrackDeletes.map((f) => `${f.protocol} ${f.vip}:${f.port} reply-src ${f.replySource}`).sort(),
+      ['udp 10.96.0.10:53 reply-src 10.50.0.11', 'udp 10.96.0.10:53 reply-src 10.50.0.12'],
+    );
+  });
+
+  test('a load balancer whose namespace does not exist yet is PENDING, and the others are not disturbed', async () => {
+    svc.namespaces.create({ name: 'blue' });
+    svc.loadbalancers.create(web({ name: 'inblue', namespace: 'blue' }));
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    assert.equal(svc.loadbalancers.get('web').status.state, 'READY');
+    assert.notEqual(svc.loadbalancers.get('inblue').status.state, 'READY');
+  });
+});

@@ -1,0 +1,82 @@
+/**
+ * The rendered `inet netkeep` transaction (issue 4), against a reviewed
+ * golden file, and the properties a pass relies on: byte-identical output
+ * for the same input, incremental work for one changed load balancer, and
+ * the clean-up of what is no longer wanted. The kernel's side (the listing,
+ * packets) is tested in test/kernel/loadbalancer.test.ts.
+ *
+ * Regenerate the golden file after a deliberate change with
+ * `NETKEEP_UPDATE_GOLDEN=1 node --import tsx --test test/unit/nft-render.test.ts`, and review the diff.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { backendChain, renderTable, serviceChain, type DesiredServicePort } from '../../src/reconcile/nft.js';
+
+const GOLDEN = new URL('./fixtures/nft/services.nft', import.meta.url);
+
+const web: DesiredServicePort = {
+  owner: 'loadbalancers/web',
+  name: 'web',
+  family: 4,
+  vip: '10.96.0.10',
+  protocol: 'TCP',
+  port: 80,
+  backends: [
+    { address: '10.50.0.11', port: 8080, weight: 1 },
+    { address: '10.50.0.12', port: 8080, weight: 3 },
+    { address: '10.50.0.13', port: 8080, weight: 1 },
+  ],
+  algorithm: 'RANDOM',
+  affinitySeconds: 0,
+  sourceRanges: [],
+};
+const services: DesiredServicePort[] = [
+  web,
+  { ...web, name: 'dns', owner: 'loadbalancers/dns', vip: '10.96.0.53', protocol: 'UDP', port: 53, algorithm: 'ROUND_ROBIN',
+    backends: [{ address: '10.50.0.11', port: 5353, weight: 2 }, { address: '10.50.0.12', port: 5353, weight: 1 }] },
+  { ...web, name: 'sticky', owner: 'loadbalancers/sticky', vip: '10.96.0.20', affinitySeconds: 600, sourceRanges: ['10.50.0.0/24'],
+    backends: [{ address: '10.50.0.11', port: 8080, weight: 1 }] },
+  { ...web, name: 'empty', owner: 'loadbalancers/empty', vip: '10.96.0.30', backends: [] },
+  { ...web, name: 'web6', owner: 'loadbalancers/web6', family: 6, vip: 'fd00:96::10', protocol: 'SCTP',
+    backends: [{ address: 'fd00:50::11', port: 8080, weight: 1 }, { address: 'fd00:50::12', port: 8080, weight: 1 }] },
+];
+
+test('a set of load balancers renders as the reviewed golden transaction', () => {
+  const script = renderTable(services);
+  if (process.env.NETKEEP_UPDATE_GOLDEN === '1') writeFileSync(GOLDEN, script);
+  assert.equal(script, readFileSync(GOLDEN, 'utf8'));
+});
+
+test('the same services in another order render byte-identical', () => {
+  assert.equal(renderTable([...services].reverse()), renderTable(services));
+});
+
+test('one changed load balancer: only its chains are rewritten; the maps are refilled whole', () => {
+  const existing = { chains: services.flatMap((s) => [serviceChain(s), ...s.backends.map((b) => backendChain(s, b))]), sets: [] };
+  const changedWeb = { ...web, backends: web.backends.slice(1) };
+  const next = [changedWeb, ...services.slice(1)];
+  const script = renderTable(next, existing, services);
+  assert.match(script, new RegExp(`flush chain inet netkeep ${serviceChain(web)}\\n`));
+  assert.doesNotMatch(script, /flush chain inet netkeep svc-dns-udp-53/);
+  assert.doesNotMatch(script, /add rule inet netkeep svc-sticky/);
+  // The removed backend's chain is emptied, then deleted.
+  const gone = backendChain(web, web.backends[0]!);
+  assert.match(script, new RegExp(`flush chain inet netkeep ${gone}\\n[\\s\\S]*delete chain inet netkeep ${gone}\\n`));
+  assert.match(script, /add element inet netkeep service-ips-v4 \{ 10\.96\.0\.53 \. udp \. 53 : goto svc-dns-udp-53, /);
+});
+
+test('RANDOM picks backend i with probability w_i / W: the rule chain reproduces the weights', () => {
+  // Walk the rendered rules the way the kernel does, with every random draw enumerated.
+  const rules = renderTable([web]).split('\n').filter((l) => l.startsWith(`add rule inet netkeep ${serviceChain(web)} `));
+  const probability = new Map<string, number>();
+  let reach = 1;
+  for (const r of rules) {
+    const m = /numgen random mod (\d+) < (\d+) goto (\S+)$/.exec(r) ?? /goto (\S+)$/.exec(r)!;
+    const [p, chain] = m.length === 4 ? [Number(m[2]) / Number(m[1]), m[3]!] : [1, m[1]!];
+    probability.set(chain, reach * p);
+    reach *= 1 - p;
+  }
+  const want = web.backends.map((b) => b.weight / 5);
+  assert.deepEqual(web.backends.map((b) => Number(probability.get(backendChain(web, b))!.toFixed(6))), want);
+});
