@@ -108,7 +108,7 @@ test('one batch makes a namespace, a bridge, a veth pair across namespaces, addr
     { ...br0, addresses: br0?.addresses.filter((a) => a.scope === 'global') },
     {
       ifindex: 2, ifname: 'br0', kind: 'bridge', alias: 'netkeep:bridge/br0', mtu: 1400, mac: '02:00:0a:00:00:01',
-      up: true, master: '', peerIfindex: 0, vlanFiltering: false,
+      up: true, master: '', peerIfindex: 0, vlanFiltering: false, hairpin: false,
       addresses: [
         { family: 4, address: '10.10.0.1', prefixLength: 24, scope: 'global' },
         { family: 6, address: 'fd00:10::1', prefixLength: 64, scope: 'global' },

@@ -56,7 +56,7 @@ test('a new fake has the host namespace with lo up and no named namespace', asyn
     links: [
       {
         ifindex: 1, ifname: 'lo', kind: '', alias: '', mtu: 65536, mac: '00:00:00:00:00:00', up: true, master: '',
-        peerIfindex: 0, vlanFiltering: false,
+        peerIfindex: 0, vlanFiltering: false, hairpin: false,
         addresses: [
           { family: 4, address: '127.0.0.1', prefixLength: 8, scope: 'host' },
           { family: 6, address: '::1', prefixLength: 128, scope: 'host' },
@@ -79,7 +79,7 @@ test('a pod on a bridge: links, ifindexes, peers, addresses and routes as the ke
   assert.deepEqual(host.links.map((l) => [l.ifindex, l.ifname]), [[1, 'lo'], [2, 'br0'], [3, 'hv1']]);
   assert.deepEqual(link(host, 'br0'), {
     ifindex: 2, ifname: 'br0', kind: 'bridge', alias: 'netkeep:bridge/br0', mtu: 1400, mac: '02:00:0a:00:00:01',
-    up: true, master: '', peerIfindex: 0, vlanFiltering: false,
+    up: true, master: '', peerIfindex: 0, vlanFiltering: false, hairpin: false,
     addresses: [
       { family: 4, address: '10.10.0.1', prefixLength: 24, scope: 'global' },
       { family: 6, address: 'fd00:10::1', prefixLength: 64, scope: 'global' },

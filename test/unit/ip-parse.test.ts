@@ -52,6 +52,7 @@ test('parseLinks reads the host fixture: kinds, alias, MAC, master, peers', () =
     master: '',
     peerIfindex: 0,
     vlanFiltering: false,
+    hairpin: false,
     addresses: [
       { family: 4, address: '10.1.0.1', prefixLength: 24, scope: 'global' },
       { family: 4, address: '10.1.0.2', prefixLength: 24, scope: 'global' },
