@@ -137,6 +137,7 @@ export class LoadBalancerSync {
       const script = renderTable(sorted, observed ?? { chains: [], sets: [] }, previous);
       this.log.debug({ netns: netns || 'host', script }, 'nft transaction');
       await this.nft.apply(netns, script);
+      this.log.info({ netns: netns || 'host', servicePorts: sorted.length, full: !untouched }, 'nft table written');
       const after: ObservedTable | undefined = await this.nft.observe(netns);
       this.store.setNftTable({ netns, desiredHash, listing: after?.listing ?? '', services: JSON.stringify(sorted) });
       const before = recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];

@@ -202,7 +202,7 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     await c.close();
     c = restClient(daemon.restSocket);
     assert.equal(await nftRuleset(), before);
-    assert.ok(!daemon.output().includes('"nft transaction"'), 'the restart wrote no nft transaction');
+    assert.ok(!daemon.output().includes('nft table written'), 'the restart wrote no nft transaction');
     await execa('nft', ['flush', 'table', 'inet', 'netkeep']);
     await eventually('the flushed table rewritten', async () => (await nftRuleset()) === before, 15_000);
   });
