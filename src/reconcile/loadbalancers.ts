@@ -93,8 +93,11 @@ export class LoadBalancerSync {
     const namespaces = [...new Set([...byNetns.keys(), ...this.store.nftNamespaces()])].sort();
 
     for (const netns of namespaces) {
-      const here = byNetns.get(netns) ?? [];
-      const services = here.flatMap((lb) => servicePorts(lb, vips.get(lb.name) ?? ''));
+      const all = byNetns.get(netns) ?? [];
+      // Never expected (a vipPool allocation is made with its load balancer), but never rendered either.
+      for (const lb of all.filter((l) => !vips.has(l.name))) outcomes.set(lb.name, { state: 'FAILED', message: 'no VIP: its vipPool allocation is missing', backends: [] });
+      const here = all.filter((l) => vips.has(l.name));
+      const services = here.flatMap((lb) => servicePorts(lb, vips.get(lb.name)!));
       const set = (state: LoadBalancerOutcome['state'], message: string) => {
         for (const lb of here) outcomes.set(lb.name, { state, message, backends: state === 'READY' ? programmed(lb, services) : [] });
       };
