@@ -14,6 +14,8 @@ export interface Config {
   readonly restListen: string;
   /** Seconds between full reconcile passes. */
   readonly resyncIntervalSec: number;
+  /** Seconds between comparisons of a whole `inet netkeep` table with what netkeep wrote (0: every pass). */
+  readonly nftCheckIntervalSec: number;
   /** pino level: fatal, error, warn, info, debug, trace. */
   readonly logLevel: string;
 }
@@ -30,6 +32,8 @@ export const USAGE = `usage: netkeepd [options]
   --grpc-listen ADDR       unix:PATH or HOST:PORT (NETKEEP_GRPC_LISTEN, default unix:<state-dir>/grpc.sock)
   --rest-listen ADDR       unix:PATH or HOST:PORT (NETKEEP_REST_LISTEN, default unix:<state-dir>/rest.sock)
   --resync-interval SEC    seconds between full reconcile passes (NETKEEP_RESYNC_INTERVAL, default 30)
+  --nft-check-interval SEC seconds between whole-table nft drift checks, 0 = every pass
+                           (NETKEEP_NFT_CHECK_INTERVAL, default 600)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (NETKEEP_LOG_LEVEL, default info)
   -h, --help               print this help`;
 
@@ -59,6 +63,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
         'grpc-listen': { type: 'string' },
         'rest-listen': { type: 'string' },
         'resync-interval': { type: 'string' },
+        'nft-check-interval': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -74,6 +79,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (!/^\d+(\.\d+)?$/.test(resyncText) || resyncIntervalSec < 1 || resyncIntervalSec > 86400) {
     throw new ConfigError(`--resync-interval: "${resyncText}" is not a number of seconds between 1 and 86400`);
   }
+  const nftCheckText = values['nft-check-interval'] ?? env.NETKEEP_NFT_CHECK_INTERVAL ?? '600';
+  const nftCheckIntervalSec = Number(nftCheckText);
+  if (!/^\d+(\.\d+)?$/.test(nftCheckText) || nftCheckIntervalSec > 86400) {
+    throw new ConfigError(`--nft-check-interval: "${nftCheckText}" is not a number of seconds between 0 and 86400`);
+  }
   const logLevel = values['log-level'] ?? env.NETKEEP_LOG_LEVEL ?? 'info';
   if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level: "${logLevel}" is not one of ${LEVELS.join(', ')}`);
   return Object.freeze({
@@ -82,6 +92,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     grpcListen: listenAddress('--grpc-listen', values['grpc-listen'] ?? env.NETKEEP_GRPC_LISTEN ?? `unix:${stateDir}/grpc.sock`),
     restListen: listenAddress('--rest-listen', values['rest-listen'] ?? env.NETKEEP_REST_LISTEN ?? `unix:${stateDir}/rest.sock`),
     resyncIntervalSec,
+    nftCheckIntervalSec,
     logLevel,
   });
 }

@@ -50,7 +50,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const store = openStore(config.dbPath);
   const ip = deps.ip ?? new IprouteClient(log);
   const nft = deps.nft ?? (deps.ip ? new FakeNftClient() : new NftCliClient());
-  const reconciler = new Reconciler(store, ip, log, nft);
+  const reconciler = new Reconciler(store, ip, log, nft, { nftCheckMs: config.nftCheckIntervalSec * 1000 });
   const runner = new Runner(
     async () => ({ healthy: (await reconciler.pass()).notReady === 0 }),
     { resyncMs: config.resyncIntervalSec * 1000 },

@@ -804,19 +804,19 @@ export interface components {
             /** @description 1–100; new connections are spread in proportion to weights. */
             weight: number;
         };
-        /** @description One backend. `address` is required; `port` 0 or absent uses each port's `targetPort`; `weight` 1–100, default 1. */
+        /** @description One backend. `address` is required: a unicast address of the VIP's family, not the VIP (no loopback, link-local, multicast, broadcast or unspecified address). `port` 0 or absent uses each port's `targetPort`; `weight` 1–100, 0 or absent meaning the default 1 (as an unset proto3 field over gRPC). */
         BackendInput: {
             address?: string;
             /** @description 0–65535. */
             port?: unknown;
-            /** @description 1–100. */
+            /** @description 1–100; 0 or absent: 1. */
             weight?: unknown;
         };
         /** @description Session affinity; `{}` (the default) is none. */
         SessionAffinity: {
             /** @description Client-IP affinity; a client keeps its backend for `timeoutSeconds` after its last new connection. */
             clientIp?: {
-                /** @description 1–86400 seconds; default 10800. */
+                /** @description 1–86400 seconds; 0 or absent means the default 10800. */
                 timeoutSeconds?: number;
             };
         };
@@ -852,7 +852,7 @@ export interface components {
             labels?: components["schemas"]["Labels"];
             /** @description Namespace the rules live in; "" (the default) is the host. */
             namespace?: components["schemas"]["NamespaceRef"];
-            /** @description An IPv4 or IPv6 address. */
+            /** @description A unicast IPv4 or IPv6 address (not loopback, link-local, multicast, broadcast or unspecified); a pool's gateway or reserved address is refused (409). */
             vip?: string;
             /** @description An IpPool name. */
             vipPool?: string;

@@ -4,6 +4,7 @@
  * parsers of validate.ts, and the claims that keep one VIP:port to one
  * load balancer per namespace.
  */
+import ipaddr from 'ipaddr.js';
 import type { BaseStatus } from './types.js';
 import {
   IPV4_MAPPED_MESSAGE,
@@ -116,7 +117,24 @@ function checkList(v: Violations, field: string, value: unknown): unknown[] {
   return value;
 }
 
-/** An address (not a network, not IPv4-mapped); returns canonical text or "". */
+/**
+ * Address ranges that are no VIP and no backend, as ipaddr.js names them.
+ * Loopback: DNAT to 127/8 is dropped as a martian unless route_localnet is
+ * set, and a loopback VIP answers only inside its namespace. Unspecified,
+ * multicast and the limited broadcast are not unicast destinations (the
+ * kernel's ip_route_input_slow() and nf_nat do not route them to one host).
+ * Link-local: an IPv6 one is ambiguous without a zone, and Kubernetes
+ * rejects both families for endpoints (validateNonSpecialIP).
+ */
+const NOT_UNICAST: Record<string, string> = {
+  unspecified: 'the unspecified address',
+  loopback: 'a loopback address',
+  multicast: 'a multicast address',
+  broadcast: 'the limited broadcast address',
+  linkLocal: 'a link-local address',
+};
+
+/** An address (not a network, not IPv4-mapped, unicast and routable); returns canonical text or undefined. */
 function checkAddress(v: Violations, field: string, value: unknown): { text: string; family: 4 | 6 } | undefined {
   const text = optString(v, field, value);
   if (text === '') return undefined;
@@ -127,6 +145,11 @@ function checkAddress(v: Violations, field: string, value: unknown): { text: str
   }
   if (ip.ipv4Mapped) {
     v.add(field, `${text} ${IPV4_MAPPED_MESSAGE}`);
+    return undefined;
+  }
+  const special = NOT_UNICAST[ipaddr.parse(ip.address).range()];
+  if (special) {
+    v.add(field, `${ip.address} is ${special}: a VIP or backend must be a unicast address other hosts can reach`);
     return undefined;
   }
   return { text: ip.address, family: ip.family };
@@ -155,7 +178,6 @@ export function normalizeLoadBalancerSpec(
   const vipPool = optString(v, 'vipPool', input.vipPool);
   if (vipPool !== '' && !RESOURCE_NAME_RE.test(vipPool)) v.add('vipPool', `"${vipPool}" is not a pool name`);
   if (!vipGiven && vipPool === '') v.add('vip', 'is required: an address, or a pool in vipPool to allocate one from');
-  const family = vip?.family;
 
   const ports: LoadBalancerPort[] = [];
   const rawPorts = checkList(v, 'ports', input.ports);
@@ -201,7 +223,6 @@ export function normalizeLoadBalancerSpec(
     }
     const address = checkAddress(v, `${f}.address`, obj.address);
     if (!address) return;
-    if (family !== undefined && address.family !== family) v.add(`${f}.address`, `is IPv${address.family} but the VIP is IPv${family}`);
     const port = checkPort(v, `${f}.port`, obj.port, false);
     let weight = 1;
     if (obj.weight !== undefined && obj.weight !== null && obj.weight !== 0) {
@@ -242,12 +263,13 @@ export function normalizeLoadBalancerSpec(
     if (!c) v.add(f, `${JSON.stringify(raw)} is not a network in CIDR form, like 10.0.0.0/8`);
     else if (c.ipv4Mapped) v.add(f, `${String(raw)} ${IPV4_MAPPED_MESSAGE}`);
     else if (!c.isNetwork) v.add(f, `${String(raw)} has host bits set; the network is written with them clear`);
-    else if (family !== undefined && c.family !== family) v.add(f, `is IPv${c.family} but the VIP is IPv${family}`);
     else if (sourceRanges.includes(c.text)) v.add(f, `${c.text} is listed twice`);
     else sourceRanges.push(c.text);
   });
 
-  return { namespace, vip: vip?.text ?? '', vipPool, ports, backends, algorithm, sessionAffinity, sourceRanges };
+  const spec = { namespace, vip: vip?.text ?? '', vipPool, ports, backends, algorithm, sessionAffinity, sourceRanges };
+  if (vip) checkAgainstVip(v, spec, vip.text);
+  return spec;
 }
 
 /** The family of an address's text. */
@@ -256,14 +278,38 @@ export function familyOf(address: string): 4 | 6 {
 }
 
 /**
- * The checks that need the VIP's family when it came from a pool: backends
- * and sourceRanges of the other family. Throws nothing; records violations.
+ * The checks that need the VIP, made once it is known (at normalization for
+ * a static `vip`, after the allocation for `vipPool`): backends and
+ * sourceRanges of the other family; a backend that is the VIP itself (its
+ * DNAT would loop back into the service); and two backends that are one
+ * endpoint for some port (`{X}` with targetPort 80 and `{X, port: 80}`),
+ * which would be one backend counted twice. Throws nothing; records
+ * violations.
  */
-export function checkFamily(v: Violations, spec: LoadBalancerSpec, vip: string): void {
+export function checkAgainstVip(v: Violations, spec: LoadBalancerSpec, vip: string): void {
   const family = familyOf(vip);
+  // A static vip was checked by checkAddress; one from a pool only now.
+  const special = NOT_UNICAST[ipaddr.parse(vip).range()];
+  if (special) v.add('vipPool', `gave ${vip}, ${special}: a VIP must be a unicast address other hosts can reach`);
   spec.backends.forEach((b, i) => {
-    if (familyOf(b.address) !== family) v.add(`backends[${i}].address`, `is IPv${familyOf(b.address)} but the VIP ${vip} is IPv${family}`);
+    const f = `backends[${i}].address`;
+    if (familyOf(b.address) !== family) v.add(f, `is IPv${familyOf(b.address)} but the VIP ${vip} is IPv${family}`);
+    else if (b.address === vip) v.add(f, `${vip} is the VIP itself: a backend must be another address`);
   });
+  const reported = new Set<number>();
+  for (const p of spec.ports) {
+    const seen = new Map<string, number>();
+    spec.backends.forEach((b, i) => {
+      const at = endpoint(b.address, backendPort(b, p));
+      const first = seen.get(at);
+      if (first === undefined) seen.set(at, i);
+      // The same address and port is reported by normalization already.
+      else if (spec.backends[first]!.port !== b.port && !reported.has(i)) {
+        v.add(`backends[${i}].port`, `${at} is also backends[${first}] for ${p.protocol} port ${p.port}`);
+        reported.add(i);
+      }
+    });
+  }
   spec.sourceRanges.forEach((r, i) => {
     if (familyOf(r) !== family) v.add(`sourceRanges[${i}]`, `is IPv${familyOf(r)} but the VIP ${vip} is IPv${family}`);
   });

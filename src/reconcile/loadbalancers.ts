@@ -5,10 +5,14 @@
  * change left pointing at removed backends, and IP forwarding.
  *
  * A pass with nothing changed, and a restart with unchanged intent, write
- * nothing: what was written last (its desired hash and the listing read back
- * right after) is kept in the store, and compared with the rendering and the
- * listing of this pass. A table flushed or deleted by hand lists differently
- * and is written again.
+ * nothing: what was written last (the desired service ports, and a digest
+ * of the verdict maps read back right after) is kept in the store and
+ * compared with this pass's. Listing a whole table costs seconds at
+ * thousands of load balancers (nft 1.0.6), so the whole table is compared
+ * only at the first pass after start, and then every `fullCheckMs`, against
+ * a per-object reference (migrations/0005). A table flushed or deleted by
+ * hand is written again at the next pass; a chain changed by hand, at the
+ * next full check.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,7 +21,7 @@ import type { LoadBalancer } from '../domain/types.js';
 import type { ConntrackFilter, NftClient, ObservedTable } from '../kernel/nft/types.js';
 import type { Store } from '../store/store.js';
 import { ownerRef } from './desired.js';
-import { renderDeleteTable, renderTable, sortServices, type DesiredServicePort } from './nft.js';
+import { objectNames, renderDeleteTable, renderTable, renderedObjects, sortServices, tableObjects, type DesiredServicePort } from './nft.js';
 
 /** What the pass did for one load balancer. */
 export interface LoadBalancerOutcome {
@@ -70,15 +74,33 @@ export function staleConntrack(before: readonly DesiredServicePort[], after: rea
   return filters;
 }
 
+/** Milliseconds between two comparisons of a whole table with what netkeep wrote, per namespace. */
+export const FULL_CHECK_INTERVAL_MS = 600_000;
+
+export interface LoadBalancerSyncOptions {
+  /** Default FULL_CHECK_INTERVAL_MS; 0 compares the whole table at every pass. */
+  fullCheckMs?: number;
+  /** Milliseconds, monotonic. Default performance.now. */
+  clock?: () => number;
+}
+
 export class LoadBalancerSync {
   /** Namespaces whose forwarding was checked since start. */
   private readonly forwardingChecked = new Set<string>();
+  /** When each namespace's whole table was last compared (clock()); none yet: at the first pass. */
+  private readonly fullChecked = new Map<string, number>();
+  private readonly fullCheckMs: number;
+  private readonly clock: () => number;
 
   constructor(
     private readonly store: Store,
     private readonly nft: NftClient,
     private readonly log: Logger,
-  ) {}
+    opts: LoadBalancerSyncOptions = {},
+  ) {
+    this.fullCheckMs = opts.fullCheckMs ?? FULL_CHECK_INTERVAL_MS;
+    this.clock = opts.clock ?? (() => performance.now());
+  }
 
   /**
    * Brings the table of every namespace that has (or had) load balancers to
@@ -121,30 +143,57 @@ export class LoadBalancerSync {
 
   /** One namespace; returns whether it wrote the table. */
   private async syncNetns(netns: string, services: DesiredServicePort[]): Promise<boolean> {
-    const observed = await this.nft.observe(netns);
     const recorded = this.store.nftTable(netns);
     if (services.length === 0) {
       this.store.deleteNftTable(netns);
-      if (!observed) return false;
+      if ((await this.nft.summarize(netns)) === undefined) return false;
       await this.nft.apply(netns, renderDeleteTable());
       this.log.info({ netns: netns || 'host' }, 'nft table removed: no load balancer left');
       return true;
     }
     const sorted = sortServices(services);
-    const desiredHash = createHash('sha256').update(JSON.stringify(sorted)).digest('hex');
-    const untouched = observed !== undefined && recorded !== undefined && recorded.listing === observed.listing;
-    const converged = untouched && recorded.desiredHash === desiredHash;
-    if (!converged) {
+    const servicesJson = JSON.stringify(sorted);
+    const desiredHash = createHash('sha256').update(servicesJson).digest('hex');
+    const written = recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
+    let reference = recorded ? parseReference(recorded.reference) : {};
+
+    // Every pass: the maps' digest (a flushed or deleted table shows there). Now and then: the whole table.
+    const summary = await this.nft.summarize(netns);
+    let touched = recorded === undefined || summary === undefined || summary !== recorded.summary;
+    const now = this.clock();
+    const fullDue = touched || now - (this.fullChecked.get(netns) ?? -Infinity) >= this.fullCheckMs;
+    let observed: ObservedTable | undefined;
+    if (fullDue) {
+      observed = await this.nft.observe(netns);
+      this.fullChecked.set(netns, now);
+      const expected = renderedObjects(renderTable(written));
+      if (!observed) touched = true;
+      else if (!touched && drifted(expected, reference, observed)) {
+        touched = true;
+        this.log.warn({ netns: netns || 'host' }, 'nft table changed by hand: writing it whole again');
+      }
+      if (observed && !touched) reference = learn(expected, observed);
+    }
+
+    const converged = !touched && recorded!.desiredHash === desiredHash;
+    if (converged) {
+      if (observed) this.store.setNftTable({ ...recorded!, reference: JSON.stringify(reference) });
+    } else {
       // Only what changed since the last write, unless the table was changed by hand: then all of it.
-      const previous = untouched ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
-      const script = renderTable(sorted, observed ?? { chains: [], sets: [] }, previous);
+      const existing = touched ? objectNames(observed?.objects.keys() ?? []) : tableObjects(written);
+      const script = renderTable(sorted, existing, touched ? [] : written);
       this.log.debug({ netns: netns || 'host', script }, 'nft transaction');
       await this.nft.apply(netns, script);
-      this.log.info({ netns: netns || 'host', servicePorts: sorted.length, full: !untouched }, 'nft table written');
-      const after: ObservedTable | undefined = await this.nft.observe(netns);
-      this.store.setNftTable({ netns, desiredHash, listing: after?.listing ?? '', services: JSON.stringify(sorted) });
-      const before = recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
-      const stale = staleConntrack(before, services);
+      this.log.info({ netns: netns || 'host', servicePorts: sorted.length, full: touched }, 'nft table written');
+      if (touched) {
+        // A whole write is rare (first write, hand changes): learn the kernel's form of all of it now.
+        const after = await this.nft.observe(netns);
+        this.fullChecked.set(netns, this.clock());
+        reference = after ? learn(renderedObjects(renderTable(sorted)), after) : {};
+      }
+      // After an incremental write, an object whose rendering changed gets a new reference at the next full check.
+      this.store.setNftTable({ netns, desiredHash, services: servicesJson, summary: (await this.nft.summarize(netns)) ?? '', reference: JSON.stringify(reference) });
+      const stale = staleConntrack(written, services);
       // After the commit, so that a client's next packet is DNATed by the new rules.
       if (stale.length > 0) await this.nft.deleteConntrack(netns, stale);
     }
@@ -158,6 +207,42 @@ export class LoadBalancerSync {
     }
     return !converged;
   }
+}
+
+/** Per object, the digest netkeep rendered and the digest the kernel listed for it. */
+type Reference = Record<string, [rendered: string, kernel: string]>;
+
+function parseReference(json: string): Reference {
+  const value: unknown = JSON.parse(json);
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Reference) : {};
+}
+
+/**
+ * Whether the kernel's table differs from what netkeep last wrote
+ * (`expected`, its rendering of it): an object missing or extra, or one
+ * rendered as when `reference` was learnt but listed differently.
+ * An object rendered differently since then has no reference yet, and
+ * does not count.
+ */
+export function drifted(expected: ReadonlyMap<string, string>, reference: Reference, observed: ObservedTable): boolean {
+  if (expected.size !== observed.objects.size) return true;
+  for (const [key, rendered] of expected) {
+    const listed = observed.objects.get(key);
+    if (listed === undefined) return true;
+    const ref = reference[key];
+    if (ref && ref[0] === rendered && ref[1] !== listed) return true;
+  }
+  return false;
+}
+
+/** The reference of a table the kernel holds as `observed`, rendered as `expected`. */
+function learn(expected: ReadonlyMap<string, string>, observed: ObservedTable): Reference {
+  const reference: Reference = {};
+  for (const [key, rendered] of expected) {
+    const listed = observed.objects.get(key);
+    if (listed !== undefined) reference[key] = [rendered, listed];
+  }
+  return reference;
 }
 
 /** The backends of one load balancer as programmed, `address:port`, sorted and unique. */

@@ -238,3 +238,47 @@ export function renderTable(
 export function renderDeleteTable(): string {
   return `delete table ${NFT_TABLE}\n`;
 }
+
+/**
+ * The objects a rendered script writes, one digest per object (`chain
+ * <name>`, `set <name>` for sets and maps alike): its declaration, rules and
+ * elements, in script order. A full rendering (no `previous`) names every
+ * object of the table; two renderings give an object the same digest when
+ * they write it alike. Flushes and deletes are not content and are skipped.
+ */
+export function renderedObjects(script: string): Map<string, string> {
+  const parts = new Map<string, string[]>();
+  const add = (key: string, line: string) => parts.set(key, [...(parts.get(key) ?? []), line]);
+  const writeRe = new RegExp(`^add (rule|element) ${NFT_TABLE} (\\S+) (.*)$`);
+  let block: string | undefined;
+  for (const line of script.split('\n')) {
+    const open = /^\t(chain|set|map) (\S+) \{$/.exec(line);
+    const write = writeRe.exec(line);
+    if (open) block = `${open[1] === 'chain' ? 'chain' : 'set'} ${open[2]}`;
+    else if (block !== undefined && line === '\t}') {
+      parts.set(block, parts.get(block) ?? []);
+      block = undefined;
+    } else if (block !== undefined) add(block, line.trim());
+    else if (write) add(`${write[1] === 'rule' ? 'chain' : 'set'} ${write[2]}`, write[3]!);
+  }
+  return new Map([...parts].map(([key, lines]) => [key, createHash('sha256').update(lines.join('\n')).digest('hex')]));
+}
+
+/** Every chain and set a full rendering of `services` declares, by name, without rendering it. */
+export function tableObjects(services: readonly DesiredServicePort[]): ExistingObjects {
+  return {
+    chains: [...BASE_CHAINS.map(([n]) => n), ...HELPER_CHAINS, ...wanted(services).chains],
+    sets: [...STATIC_SETS, ...services.filter((s) => s.affinitySeconds > 0).flatMap((s) => s.backends.map((b) => affinitySet(s, b)))],
+  };
+}
+
+/** The chain and set names among `renderedObjects()` or `ObservedTable.objects` keys. */
+export function objectNames(keys: Iterable<string>): ExistingObjects {
+  const chains: string[] = [];
+  const sets: string[] = [];
+  for (const key of keys) {
+    const [kind, name] = key.split(' ') as [string, string];
+    (kind === 'chain' ? chains : sets).push(name);
+  }
+  return { chains, sets };
+}

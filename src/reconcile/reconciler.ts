@@ -53,8 +53,9 @@ export class Reconciler {
     private readonly ip: IpClient,
     private readonly log: Logger,
     nft: NftClient = new NftCliClient(),
+    opts: { nftCheckMs?: number } = {},
   ) {
-    this.loadBalancers = new LoadBalancerSync(store, nft, log);
+    this.loadBalancers = new LoadBalancerSync(store, nft, log, { fullCheckMs: opts.nftCheckMs });
   }
 
   /**

@@ -265,8 +265,8 @@ export class IpamService {
         const shown = this.repo.page(name, '', NAMED_OWNERS);
         const held = n === 0 ? '' : `${n} allocation${n === 1 ? '' : 's'}: ${describeHolders(shown, n - shown.length)}`;
         throw new FailedPreconditionError(
-          `${poolRef(name)} ${[used && `is still named in the addressPools of ${used}`, held && `still has ${held}`].filter(Boolean).join(' and ')}; ` +
-            'remove it from those addressPools and release the other allocations first',
+          `${poolRef(name)} ${[used && `is still used by ${used}`, held && `still has ${held}`].filter(Boolean).join(' and ')}; ` +
+            'take it out of those resources and release the other allocations first',
           [...new Set([...users.map((d) => `${d.kind}/${d.name}`), ...this.repo.owners(name, NAMED_OWNERS)])],
         );
       }
@@ -514,12 +514,12 @@ export class IpamService {
     }
     const gw = p.spec.gateway === '' ? undefined : addressValue(p.spec.gateway)!.value;
     if (gw === a.value) {
-      throw new FailedPreconditionError(`${shown} is the gateway of ${poolRef(p.name)}`, [], [
+      throw new FailedPreconditionError(`${field}: ${shown} is the gateway of ${poolRef(p.name)}`, [], [
         { field, description: `${shown} is the pool's gateway` },
       ]);
     }
     if (sp.excluded.some((i) => contains(i, a.value))) {
-      throw new FailedPreconditionError(`${shown} is reserved in ${poolRef(p.name)}`, [], [
+      throw new FailedPreconditionError(`${field}: ${shown} is reserved in ${poolRef(p.name)}`, [], [
         { field, description: `${shown} is reserved in the pool` },
       ]);
     }

@@ -13,7 +13,7 @@
  */
 import { FailedPreconditionError, NotFoundError } from '../domain/errors.js';
 import { POOL_KIND, loadBalancerOwner, vethEndOwner } from '../domain/ipam.js';
-import { checkFamily } from '../domain/loadbalancer.js';
+import { checkAgainstVip } from '../domain/loadbalancer.js';
 import { effectiveVip, type Pooled } from '../domain/rules.js';
 import type { Kind, PooledAddress, SpecOf, StatusOf } from '../domain/types.js';
 import { Violations, addressIp } from '../domain/validate.js';
@@ -105,7 +105,7 @@ export class PoolUse {
     const field = spec.vipPool !== '' ? 'vipPool' : 'vip';
     const a = this.ipam.allocateOwned(pool, owner, field, address === undefined ? {} : { address });
     const v = new Violations();
-    checkFamily(v, spec, a.address);
+    checkAgainstVip(v, spec, a.address);
     v.throwIfAny();
     return { vipPool: [poolAddress(this.store.ipam.getPool(pool)!, a.address)] };
   }

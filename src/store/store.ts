@@ -23,10 +23,14 @@ export interface ClaimOwner {
 /** The last `inet netkeep` table written in one namespace (migrations/0004_nft_tables.sql). */
 export interface NftTableState {
   netns: string;
+  /** SHA-256 of `services`. */
   desiredHash: string;
-  listing: string;
-  /** JSON of the desired service ports then written. */
+  /** JSON of the desired service ports last written. */
   services: string;
+  /** NftClient.summarize() read back after the last write. */
+  summary: string;
+  /** JSON {"chain <name>": [rendered digest, kernel digest]}, see migrations/0005. */
+  reference: string;
 }
 
 /** The uniqueness claims and references a resource's spec makes. */
@@ -68,13 +72,14 @@ export class Store {
       claimOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
         'SELECT owner_kind AS kind, owner_name AS name, field FROM claims WHERE scope = ? AND key = ?',
       ),
-      nftGet: db.prepare<[string], { netns: string; desired_hash: string; listing: string; services: string }>(
+      nftGet: db.prepare<[string], { netns: string; desired_hash: string; services: string; summary: string; reference: string }>(
         'SELECT * FROM nft_tables WHERE netns = ?',
       ),
       nftNamespaces: db.prepare<[], string>('SELECT netns FROM nft_tables ORDER BY netns').pluck(),
       nftPut: db.prepare(
-        `INSERT INTO nft_tables (netns, desired_hash, listing, services) VALUES (?, ?, ?, ?)
-         ON CONFLICT (netns) DO UPDATE SET desired_hash = excluded.desired_hash, listing = excluded.listing, services = excluded.services`,
+        `INSERT INTO nft_tables (netns, desired_hash, services, summary, reference) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (netns) DO UPDATE SET desired_hash = excluded.desired_hash, services = excluded.services,
+           summary = excluded.summary, reference = excluded.reference`,
       ),
       nftDelete: db.prepare('DELETE FROM nft_tables WHERE netns = ?'),
       revision: db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'revision'"),
@@ -141,7 +146,7 @@ export class Store {
   /** The last table written in `netns`, if any. Observed state: never bumps the revision. */
   nftTable(netns: string): NftTableState | undefined {
     const row = this.stmts.nftGet.get(netns);
-    return row && { netns: row.netns, desiredHash: row.desired_hash, listing: row.listing, services: row.services };
+    return row && { netns: row.netns, desiredHash: row.desired_hash, services: row.services, summary: row.summary, reference: row.reference };
   }
 
   /** Namespaces with a recorded table. */
@@ -150,7 +155,7 @@ export class Store {
   }
 
   setNftTable(t: NftTableState): void {
-    this.stmts.nftPut.run(t.netns, t.desiredHash, t.listing, t.services);
+    this.stmts.nftPut.run(t.netns, t.desiredHash, t.services, t.summary, t.reference);
   }
 
   deleteNftTable(netns: string): void {

@@ -791,6 +791,21 @@ describe('load balancers: bad input is 400 naming the field, and nothing is stor
     ['affinity timeout too long', lb({ sessionAffinity: { clientIp: { timeoutSeconds: 86401 } } }), 'sessionAffinity.clientIp.timeoutSeconds'],
     ['source range with host bits', lb({ sourceRanges: ['10.50.0.1/24'] }), 'sourceRanges[0]'],
     ['unknown algorithm', lb({ algorithm: 'LEAST_CONN' }), 'algorithm'],
+    ['loopback VIP', lb({ vip: '127.0.0.1' }), 'vip'],
+    ['unspecified VIP', lb({ vip: '0.0.0.0' }), 'vip'],
+    ['unspecified IPv6 VIP', lb({ vip: '::' }), 'vip'],
+    ['limited broadcast VIP', lb({ vip: '255.255.255.255' }), 'vip'],
+    ['multicast VIP', lb({ vip: '224.0.0.1' }), 'vip'],
+    ['IPv6 multicast VIP', lb({ vip: 'ff02::1' }), 'vip'],
+    ['link-local IPv6 backend', lb({ vip: 'fd00:96::10', backends: [{ address: 'fe80::1' }] }), 'backends[0].address'],
+    ['loopback backend', lb({ backends: [{ address: '127.0.0.2' }] }), 'backends[0].address'],
+    ['IPv6 loopback backend', lb({ vip: 'fd00:96::10', backends: [{ address: '::1' }] }), 'backends[0].address'],
+    ['backend that is the VIP', lb({ backends: [{ address: '10.96.0.10' }] }), 'backends[0].address'],
+    [
+      'two backends that are one endpoint for a port',
+      lb({ ports: [{ port: 80, targetPort: 8080 }], backends: [{ address: '10.50.0.2' }, { address: '10.50.0.2', port: 8080 }] }),
+      'backends[1].port',
+    ],
   ];
   for (const [rule, body, field] of cases) {
     test(rule, async () => {
@@ -814,5 +829,30 @@ describe('load balancers: bad input is 400 naming the field, and nothing is stor
     assert.deepEqual(r.data!.backends, [{ address: '10.50.0.2', port: 0, weight: 5 }]);
     assert.equal(r.data!.status.vip, '10.96.0.10');
     assert.equal((await nk.DELETE('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-ok' } } })).response.status, 204);
+  });
+
+  test('weight 0 and timeoutSeconds 0 mean the defaults, as an unset proto3 field does over gRPC', async () => {
+    const r = await nk.POST('/v1/loadbalancers', {
+      body: { name: 'lb-zero', vip: '10.96.0.10', ports: [{ port: 80 }], backends: [{ address: '10.50.0.2', weight: 0 }], sessionAffinity: { clientIp: { timeoutSeconds: 0 } } },
+    });
+    assert.equal(r.response.status, 201, JSON.stringify(r.error));
+    assert.equal(r.data!.backends[0]!.weight, 1);
+    assert.equal(r.data!.sessionAffinity.clientIp?.timeoutSeconds, 10800);
+    assert.equal((await nk.DELETE('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-zero' } } })).response.status, 204);
+  });
+
+  test('a static VIP that is a pool\'s gateway is refused, naming vip, and nothing is stored', async () => {
+    assert.equal((await nk.POST('/v1/pools', { body: { name: 'gwpool', cidr: '10.99.0.0/24', gateway: '10.99.0.1' } })).response.status, 201);
+    const r = await nk.POST('/v1/loadbalancers', { body: { name: 'lb-gw', vip: '10.99.0.1', ports: [{ port: 80 }] } });
+    assert.equal(r.response.status, 409, JSON.stringify(r.error));
+    assert.match(r.error!.detail, /^vip: 10\.99\.0\.1 is the gateway of pools\/gwpool/);
+    assert.equal((await nk.GET('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-gw' } } })).response.status, 404);
+    const pool = await nk.POST('/v1/loadbalancers', { body: { name: 'lb-gw', vipPool: 'gwpool', ports: [{ port: 80 }] } });
+    assert.equal(pool.response.status, 201);
+    const del = await nk.DELETE('/v1/pools/{name}', { params: { path: { name: 'gwpool' } } });
+    assert.equal(del.response.status, 409);
+    assert.match(del.error!.detail, /is still used by loadbalancers\/lb-gw \(vipPool\)/);
+    assert.equal((await nk.DELETE('/v1/loadbalancers/{name}', { params: { path: { name: 'lb-gw' } } })).response.status, 204);
+    assert.equal((await nk.DELETE('/v1/pools/{name}', { params: { path: { name: 'gwpool' } } })).response.status, 204);
   });
 });

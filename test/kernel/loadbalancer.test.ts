@@ -207,6 +207,18 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     await eventually('the flushed table rewritten', async () => (await nftRuleset()) === before, 15_000);
   });
 
+  test('chains changed by hand come back at the whole-table check (--nft-check-interval 0: every pass)', async () => {
+    const before = await nftRuleset();
+    await daemon.stop();
+    daemon = await startNetkeepd(dir, { nftCheckSeconds: 0 });
+    await c.close();
+    c = restClient(daemon.restSocket);
+    await execa('nft', ['flush', 'chain', 'inet', 'netkeep', 'svc-web-tcp-80']);
+    await execa('nft', ['add', 'rule', 'inet', 'netkeep', 'filter-output', 'counter']);
+    await eventually('the hand-edited chains rewritten', async () => (await nftRuleset()) === before, 15_000);
+    assert.match(daemon.output(), /nft table changed by hand/);
+  });
+
   test('deleting every load balancer restores the ruleset as it was', async () => {
     for (const name of ['web', 'solo', 'empty', 'dns', 'web6']) await ok('DELETE', `/v1/loadbalancers/${name}`);
     await eventually('the netkeep table gone', async () => (await nftRuleset()) === rulesetBefore, 15_000);

@@ -29,14 +29,17 @@ export interface RunningDaemon {
  */
 export async function startNetkeepd(
   stateDir: string,
-  opts: { resyncSeconds?: number; timeoutMs?: number } = {},
+  opts: { resyncSeconds?: number; timeoutMs?: number; nftCheckSeconds?: number } = {},
 ): Promise<RunningDaemon> {
   const restSocket = join(stateDir, 'rest.sock');
   const grpcSocket = join(stateDir, 'grpc.sock');
   let log = '';
   const child: ResultPromise = execa(
     process.execPath,
-    ['--import', 'tsx', MAIN, '--state-dir', stateDir, '--resync-interval', String(opts.resyncSeconds ?? 1)],
+    [
+      ...['--import', 'tsx', MAIN, '--state-dir', stateDir, '--resync-interval', String(opts.resyncSeconds ?? 1)],
+      ...(opts.nftCheckSeconds === undefined ? [] : ['--nft-check-interval', String(opts.nftCheckSeconds)]),
+    ],
     { reject: false, all: true, env: { NETKEEP_LOG_LEVEL: 'info' } },
   );
   child.all!.on('data', (chunk: Buffer) => (log += chunk.toString()));

@@ -119,6 +119,49 @@ describe('reconciling load balancers', () => {
     assert.ok(nft.hasTable(''));
   });
 
+  test('passes between whole-table checks list only the maps; a change is written without a whole listing', async () => {
+    svc.loadbalancers.create(web());
+    svc.loadbalancers.create({ name: 'other', vip: '10.96.0.11', ports: [{ port: 80 }], backends: [{ address: '10.50.0.21' }] });
+    await reconciler.pass();
+    const listed = nft.listings.get('') ?? 0;
+    assert.ok(listed >= 1, 'the first pass learns the whole table');
+    for (let i = 0; i < 3; i++) assert.equal((await reconciler.pass()).nftWrites, 0);
+    svc.loadbalancers.update('web', { backends: [{ address: '10.50.0.13' }] });
+    assert.equal((await reconciler.pass()).nftWrites, 1);
+    assert.equal(nft.listings.get('') ?? 0, listed, 'no whole listing until the check interval (600 s) is up');
+    assert.doesNotMatch(nft.applied.at(-1)!.script, /(chain|rule inet netkeep) (svc|be)-other/, 'the other load balancer\'s chains are not rewritten');
+  });
+
+  test('a chain changed by hand is put back at the whole-table check; netkeep\'s own changes are not drift', async () => {
+    const checking = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft, { nftCheckMs: 0 });
+    svc.loadbalancers.create(web());
+    await checking.pass();
+    const good = await nft.observe('');
+    svc.loadbalancers.update('web', { backends: [{ address: '10.50.0.13' }] });
+    assert.equal((await checking.pass()).nftWrites, 1);
+    assert.equal((await checking.pass()).nftWrites, 0, 'the check after an incremental write learns it, writes nothing');
+    const changed = await nft.observe('');
+    assert.notDeepEqual(changed, good);
+
+    nft.flushChainByHand('', 'nat-prerouting');
+    nft.flushChainByHand('', 'svc-web-tcp-80');
+    assert.equal((await checking.pass()).nftWrites, 1);
+    assert.deepEqual(await nft.observe(''), changed, 'the table is as netkeep wrote it');
+    assert.equal((await checking.pass()).nftWrites, 0);
+  });
+
+  test('a restart compares the whole table once and writes nothing', async () => {
+    svc.loadbalancers.create(web());
+    await reconciler.pass();
+    nft.listings.clear();
+    const again = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft);
+    assert.equal((await again.pass()).nftWrites, 0);
+    assert.equal(nft.listings.get(''), 1);
+    nft.flushChainByHand('', 'svc-web-udp-53');
+    const third = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft);
+    assert.equal((await third.pass()).nftWrites, 1, 'a chain changed while netkeep was down is put back at start');
+  });
+
   test('deleting the last load balancer removes the table', async () => {
     svc.loadbalancers.create(web());
     await reconciler.pass();

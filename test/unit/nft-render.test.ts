@@ -11,7 +11,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { backendChain, renderTable, serviceChain, type DesiredServicePort } from '../../src/reconcile/nft.js';
+import { parseListing } from '../../src/kernel/nft/client.js';
+import { backendChain, objectNames, renderTable, renderedObjects, serviceChain, tableObjects, type DesiredServicePort } from '../../src/reconcile/nft.js';
 
 const GOLDEN = new URL('./fixtures/nft/services.nft', import.meta.url);
 
@@ -79,4 +80,59 @@ test('RANDOM picks backend i with probability w_i / W: the rule chain reproduces
   }
   const want = web.backends.map((b) => b.weight / 5);
   assert.deepEqual(web.backends.map((b) => Number(probability.get(backendChain(web, b))!.toFixed(6))), want);
+});
+
+test('tableObjects names exactly the chains and sets a full rendering declares', () => {
+  const sorted = (o: { chains: readonly string[]; sets: readonly string[] }) => ({ chains: [...o.chains].sort(), sets: [...o.sets].sort() });
+  assert.deepEqual(sorted(tableObjects(services)), sorted(objectNames(renderedObjects(renderTable(services)).keys())));
+});
+
+test('renderedObjects: an object changes digest only when what is written to it changes', () => {
+  const before = renderedObjects(renderTable(services));
+  const moved = services.map((s) => (s.name === 'web' ? { ...s, backends: s.backends.slice(1) } : s));
+  const after = renderedObjects(renderTable(moved));
+  const changed = [...before.keys()].filter((k) => after.get(k) !== before.get(k)).sort();
+  // web's chain, its dropped backend's chain (gone), and nothing of the other load balancers.
+  assert.deepEqual(changed, [`chain ${backendChain(web, web.backends[0]!)}`, `chain ${serviceChain(web)}`]);
+});
+
+/** A listing as `nft -s list table inet netkeep` (nft 1.0.6) prints it. */
+const LISTING = [
+  'table inet netkeep {',
+  '\tmap service-ips-v4 {',
+  '\t\ttype ipv4_addr . inet_proto . inet_service : verdict',
+  '\t\telements = { 10.96.0.53 . udp . 53 : goto svc-dns-udp-53,',
+  '\t\t\t     10.96.0.10 . tcp . 80 : goto svc-web-tcp-80 }',
+  '\t}',
+  '',
+  '\tset aff-sticky-tcp-80-1c62d738 {',
+  '\t\ttype ipv4_addr',
+  '\t\tsize 65535',
+  '\t\tflags dynamic,timeout',
+  '\t\ttimeout 10m',
+  '\t\telements = { 10.0.0.5 timeout 10m expires 9m58s }',
+  '\t}',
+  '',
+  '\tchain svc-web-tcp-80 {',
+  '\t\tnumgen random mod 2 < 1 goto be-web-tcp-80-0fda80c3',
+  '\t\tgoto be-web-tcp-80-31c62b67',
+  '\t}',
+  '}',
+  '',
+].join('\n');
+
+test('parseListing: one digest per object; element order and affinity entries do not count, rules do', () => {
+  const base = parseListing(LISTING).objects;
+  assert.deepEqual([...base.keys()], ['set service-ips-v4', 'set aff-sticky-tcp-80-1c62d738', 'chain svc-web-tcp-80']);
+  const reordered = LISTING.replace(
+    '{ 10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     10.96.0.10 . tcp . 80 : goto svc-web-tcp-80 }',
+    '{ 10.96.0.10 . tcp . 80 : goto svc-web-tcp-80,\n\t\t\t     10.96.0.53 . udp . 53 : goto svc-dns-udp-53 }',
+  );
+  assert.notEqual(reordered, LISTING);
+  assert.deepEqual(parseListing(reordered).objects, base);
+  assert.deepEqual(parseListing(LISTING.replace('elements = { 10.0.0.5 timeout 10m expires 9m58s }', 'elements = { 10.0.0.7 }')).objects, base);
+  const edited = parseListing(LISTING.replace('\t\tgoto be-web-tcp-80-31c62b67\n', '')).objects;
+  assert.notEqual(edited.get('chain svc-web-tcp-80'), base.get('chain svc-web-tcp-80'));
+  const lostElement = parseListing(LISTING.replace('10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     ', '')).objects;
+  assert.notEqual(lostElement.get('set service-ips-v4'), base.get('set service-ips-v4'));
 });

@@ -1,18 +1,24 @@
 /**
  * FakeNftClient: an in-memory stand-in for nft, conntrack and sysctl, for
- * reconciler tests. It does not interpret rules: it keeps, per namespace,
- * the scripts applied since the table was made, and the chain and set names
- * they declare and delete, which is what the reconciler compares and cleans
- * up. Real behaviour (packets, the listing format) is tested in the sandbox.
+ * reconciler tests. It interprets the subset of nft syntax renderTable()
+ * writes (declaration blocks, `flush`, `add rule`, `add element`, `delete`)
+ * into objects holding their lines, and lists each object's digest, which
+ * is what the reconciler compares. Real behaviour (packets, the kernel's
+ * listing format) is tested in the sandbox.
  */
 import { createHash } from 'node:crypto';
-import { NFT_TABLE, NftError, type ConntrackFilter, type NftClient, type ObservedTable } from './types.js';
+import { NFT_TABLE, NftError, SUMMARY_CHAIN, type ConntrackFilter, type NftClient, type ObservedTable } from './types.js';
 
-interface FakeTable {
-  scripts: string[];
-  chains: Set<string>;
-  sets: Set<string>;
-}
+/** Object key (`chain <name>`, `set <name>`) → its lines. */
+type FakeTable = Map<string, string[]>;
+
+const digest = (lines: readonly string[]) => createHash('sha256').update(lines.join('\n')).digest('hex');
+
+/** What a flush leaves of an object: a chain's hook, a set's type, flags and timeout. */
+const declaration = (lines: readonly string[]) => lines.filter((l) => /^(type|flags|timeout) /.test(l));
+
+const OP_RE = new RegExp(`^(flush|delete) (chain|set|map) ${NFT_TABLE} (\\S+)$`);
+const ADD_RE = new RegExp(`^add (rule|element) ${NFT_TABLE} (\\S+) (.*)$`);
 
 export class FakeNftClient implements NftClient {
   private readonly tables = new Map<string, FakeTable>();
@@ -22,33 +28,63 @@ export class FakeNftClient implements NftClient {
   readonly conntrackDeletes: Array<ConntrackFilter & { netns: string }> = [];
   /** Scripts applied, in order, with their namespace. */
   readonly applied: Array<{ netns: string; script: string }> = [];
+  /** Calls of observe() (whole listings), per namespace. */
+  readonly listings = new Map<string, number>();
 
-  async observe(netns: string): Promise<ObservedTable | undefined> {
+  async summarize(netns: string): Promise<string | undefined> {
     this.mustExist(netns);
     const t = this.tables.get(netns);
     if (!t) return undefined;
-    const listing = createHash('sha256').update(t.scripts.join('\n--\n')).digest('hex');
-    return { listing, chains: [...t.chains].sort(), sets: [...t.sets].sort() };
+    const summarized = [...t].filter(([key]) => key.startsWith('set service-ips-') || key === `chain ${SUMMARY_CHAIN}`);
+    return digest(summarized.map(([key, lines]) => `${key}:${[...lines].sort().join(',')}`));
+  }
+
+  async observe(netns: string): Promise<ObservedTable | undefined> {
+    this.mustExist(netns);
+    this.listings.set(netns, (this.listings.get(netns) ?? 0) + 1);
+    const t = this.tables.get(netns);
+    if (!t) return undefined;
+    return { objects: new Map([...t].map(([key, lines]) => [key, digest(key.startsWith('set ') ? [...lines].sort() : lines)])) };
   }
 
   async apply(netns: string, script: string): Promise<void> {
     this.mustExist(netns);
-    this.applied.push({ netns, script });
-    let t = this.tables.get(netns);
+    // Atomic, as nft: work on a copy, commit at the end.
+    const t: FakeTable | undefined = this.tables.has(netns) ? new Map([...this.tables.get(netns)!].map(([k, v]) => [k, [...v]])) : undefined;
+    let table = t;
+    let block: string | undefined;
+    const fail = (message: string) => {
+      throw new NftError(netns, `Error: ${message}`);
+    };
     for (const line of script.split('\n')) {
-      const decl = /^\t(chain|set|map) (\S+) \{/.exec(line);
-      const del = /^delete (chain|set|map) inet netkeep (\S+)$/.exec(line);
-      if (line.startsWith(`table ${NFT_TABLE} {`)) t ??= { scripts: [], chains: new Set(), sets: new Set() };
+      const open = /^\t(chain|set|map) (\S+) \{$/.exec(line);
+      const op = OP_RE.exec(line);
+      const add = ADD_RE.exec(line);
+      if (line === `table ${NFT_TABLE} {`) table ??= new Map();
       else if (line === `delete table ${NFT_TABLE}`) {
-        if (!t) throw new NftError(netns, 'Error: No such file or directory; did you mean table ‘netkeep’ in family inet?');
-        t = undefined;
-      } else if (decl && t) (decl[1] === 'chain' ? t.chains : t.sets).add(decl[2]!);
-      else if (del && t) (del[1] === 'chain' ? t.chains : t.sets).delete(del[2]!);
+        if (!table) fail('No such file or directory; did you mean table ‘netkeep’ in family inet?');
+        table = undefined;
+      } else if (open && table) {
+        block = `${open[1] === 'chain' ? 'chain' : 'set'} ${open[2]}`;
+        if (!table.has(block)) table.set(block, []);
+        else block = undefined; // declaring what exists changes nothing
+      } else if (line === '\t}') block = undefined;
+      else if (block !== undefined && table) table.get(block)!.push(line.trim());
+      else if (op && table) {
+        const key = `${op[2] === 'chain' ? 'chain' : 'set'} ${op[3]}`;
+        if (!table.has(key)) fail(`No such file or directory: ${key}`);
+        if (op[1] === 'delete') table.delete(key);
+        else table.set(key, declaration(table.get(key)!));
+      } else if (add && table) {
+        const key = `${add[1] === 'rule' ? 'chain' : 'set'} ${add[2]}`;
+        if (!table.has(key)) fail(`No such file or directory: ${key}`);
+        const lines = add[1] === 'element' ? add[3]!.replace(/^\{ | \}$/g, '').split(', ') : [add[3]!];
+        table.get(key)!.push(...lines);
+      }
     }
-    if (t) {
-      t.scripts.push(script);
-      this.tables.set(netns, t);
-    } else this.tables.delete(netns);
+    this.applied.push({ netns, script });
+    if (table) this.tables.set(netns, table);
+    else this.tables.delete(netns);
   }
 
   async deleteConntrack(netns: string, filters: readonly ConntrackFilter[]): Promise<void> {
@@ -65,10 +101,17 @@ export class FakeNftClient implements NftClient {
     return changed;
   }
 
-  /** A hand-made change: `nft flush table inet netkeep` (the listing changes). */
+  /** A hand-made change: `nft flush table inet netkeep` (every chain emptied; set elements stay, as with nft 1.0.6). */
   flushByHand(netns: string): void {
     const t = this.tables.get(netns);
-    if (t) t.scripts.push('# flushed by hand');
+    for (const [key, lines] of t ?? []) if (key.startsWith('chain ')) t!.set(key, declaration(lines));
+  }
+
+  /** A hand-made change: `nft flush chain inet netkeep <chain>` (its rules gone, its hook kept). */
+  flushChainByHand(netns: string, chain: string): void {
+    const t = this.tables.get(netns);
+    const lines = t?.get(`chain ${chain}`);
+    if (lines) t!.set(`chain ${chain}`, declaration(lines));
   }
 
   /** A hand-made change: `nft delete table inet netkeep`. */

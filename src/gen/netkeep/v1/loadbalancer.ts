@@ -110,7 +110,11 @@ export function loadBalancerPort_ProtocolToNumber(object: LoadBalancerPort_Proto
 
 /** One backend of a load balancer. */
 export interface Backend {
-  /** An address of the VIP's family. Required. */
+  /**
+   * A unicast address of the VIP's family, not the VIP itself (no
+   * loopback, link-local, multicast, broadcast or unspecified address).
+   * Required.
+   */
   address: string;
   /**
    * When not 0, the port this backend listens on for every port of the load
@@ -150,9 +154,11 @@ export interface LoadBalancer {
   /** Name of the Namespace the rules live in; "" is the host. Immutable. */
   namespace: string;
   /**
-   * The virtual IP, IPv4 or IPv6. "" to allocate one from `vip_pool`; with
-   * `vip_pool` too, that address of the pool. A VIP inside a pool's CIDR is
-   * allocated to the load balancer, so nothing else gets it.
+   * The virtual IP, a unicast IPv4 or IPv6 address (not loopback,
+   * link-local, multicast, broadcast or unspecified). "" to allocate one
+   * from `vip_pool`; with `vip_pool` too, that address of the pool. A VIP
+   * inside a pool's CIDR is allocated to the load balancer, so nothing else
+   * gets it; it cannot be the pool's gateway or a reserved address.
    */
   vip: string;
   /**
