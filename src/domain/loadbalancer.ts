@@ -28,6 +28,12 @@ export const AFFINITY_TIMEOUT_MAX = 86_400;
 export const WEIGHT_MAX = 100;
 /** Most ports, backends and source ranges one load balancer may have. */
 export const LB_LIST_MAX = 1000;
+/**
+ * Most backend chains one load balancer may need: one per port and backend
+ * (ports × backends). 1000 × 1000 would be a million chains, which nft
+ * cannot write in any reasonable time or memory.
+ */
+export const LB_BACKEND_CHAINS_MAX = 10_000;
 
 export interface LoadBalancerPort {
   /** "" or a DNS label, unique within the load balancer. */
@@ -91,7 +97,7 @@ function checkPort(v: Violations, field: string, value: unknown, required: boole
     return 0;
   }
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
-    v.add(field, `${JSON.stringify(value)} is not a port: it must be an integer from 1 to 65535`);
+    v.add(field, `${typeof value === 'number' ? String(value) : JSON.stringify(value)} is not a port: it must be an integer from 1 to 65535`);
     return 0;
   }
   return value;
@@ -235,6 +241,13 @@ export function normalizeLoadBalancerSpec(
     seenBackends.set(key, i);
     backends.push({ address: address.text, port, weight });
   });
+
+  if (ports.length * backends.length > LB_BACKEND_CHAINS_MAX) {
+    v.add(
+      'backends',
+      `${ports.length} ports × ${backends.length} backends is ${ports.length * backends.length} backend chains; a load balancer may have at most ${LB_BACKEND_CHAINS_MAX}`,
+    );
+  }
 
   const algorithm = checkEnum(v, 'algorithm', input.algorithm, ALGORITHMS, 'RANDOM');
 

@@ -9,8 +9,9 @@
  * of the verdict maps read back right after) is kept in the store and
  * compared with this pass's. Listing a whole table costs seconds at
  * thousands of load balancers (nft 1.0.6), so the whole table is compared
- * only at the first pass after start, and then every `fullCheckMs`, against
- * a per-object reference (migrations/0005). A table flushed or deleted by
+ * only at the first pass after start, and then every `fullCheckMs` (at
+ * least 50 times its last duration), against a per-object reference
+ * (migrations/0005). A table flushed or deleted by
  * hand is written again at the next pass; a chain changed by hand, at the
  * next full check.
  */
@@ -55,27 +56,35 @@ export function servicePorts(lb: LoadBalancer, vip: string): DesiredServicePort[
 }
 
 /**
- * `conntrack -D` filters for a UDP service port that changed: entries whose
- * reply comes from a backend no longer there, and entries made while there
- * was no backend (no NAT: the reply comes from the VIP). TCP needs none: a
- * removed backend's connections fail on their own, new ones are DNATed anew.
+ * `conntrack -D` filters for the UDP service ports a write changed: entries
+ * whose reply comes from a backend no longer there (removed, replaced, or
+ * its load balancer or port gone), and entries made while there was no
+ * backend (no NAT: the reply comes from the VIP) once there is one. TCP
+ * needs none: a removed backend's connections fail on their own, new ones
+ * are DNATed anew.
  */
 export function staleConntrack(before: readonly DesiredServicePort[], after: readonly DesiredServicePort[]): ConntrackFilter[] {
+  const key = (s: DesiredServicePort) => `${s.name}/${s.protocol}/${s.port}/${s.vip}`;
+  const filter = (s: DesiredServicePort, replySource: string): ConntrackFilter => ({ family: s.family, protocol: 'udp', vip: s.vip, port: s.port, replySource });
+  const now = new Map(after.filter((s) => s.protocol === 'UDP').map((s) => [key(s), s]));
   const filters: ConntrackFilter[] = [];
-  for (const s of after) {
-    if (s.protocol !== 'UDP' || s.backends.length === 0) continue;
-    const prev = before.find((p) => p.name === s.name && p.protocol === s.protocol && p.port === s.port && p.vip === s.vip);
-    const base = { family: s.family, protocol: 'udp' as const, vip: s.vip, port: s.port };
-    if (!prev || prev.backends.length === 0) filters.push({ ...base, replySource: s.vip });
-    for (const b of prev?.backends ?? []) {
-      if (!s.backends.some((n) => n.address === b.address && n.port === b.port)) filters.push({ ...base, replySource: b.address });
+  for (const prev of before.filter((s) => s.protocol === 'UDP')) {
+    const s = now.get(key(prev));
+    for (const b of prev.backends) {
+      if (!s?.backends.some((n) => n.address === b.address && n.port === b.port)) filters.push(filter(prev, b.address));
     }
+  }
+  for (const s of now.values()) {
+    const prev = before.find((p) => key(p) === key(s));
+    if (s.backends.length > 0 && (!prev || prev.backends.length === 0)) filters.push(filter(s, s.vip));
   }
   return filters;
 }
 
 /** Milliseconds between two comparisons of a whole table with what netkeep wrote, per namespace. */
 export const FULL_CHECK_INTERVAL_MS = 600_000;
+/** A whole-table comparison waits at least this many times its last duration (≤ 2% of the time). */
+const FULL_CHECK_COST_FACTOR = 50;
 
 export interface LoadBalancerSyncOptions {
   /** Default FULL_CHECK_INTERVAL_MS; 0 compares the whole table at every pass. */
@@ -87,8 +96,8 @@ export interface LoadBalancerSyncOptions {
 export class LoadBalancerSync {
   /** Namespaces whose forwarding was checked since start. */
   private readonly forwardingChecked = new Set<string>();
-  /** When each namespace's whole table was last compared (clock()); none yet: at the first pass. */
-  private readonly fullChecked = new Map<string, number>();
+  /** When each namespace's whole table was last compared (clock()), and how long that took; none yet: at the first pass. */
+  private readonly fullChecked = new Map<string, { at: number; tookMs: number }>();
   private readonly fullCheckMs: number;
   private readonly clock: () => number;
 
@@ -141,6 +150,23 @@ export class LoadBalancerSync {
     return { outcomes, writes };
   }
 
+  /**
+   * Whether the whole table of `netns` is due for a comparison: at the
+   * first pass since start, then every `fullCheckMs`, stretched to 50 times
+   * what the last one took, so that it costs at most 2% of the time
+   * (seconds at thousands of load balancers). `fullCheckMs` 0: every pass.
+   */
+  private fullCheckDue(netns: string): boolean {
+    const last = this.fullChecked.get(netns);
+    if (!last || this.fullCheckMs === 0) return true;
+    return this.clock() - last.at >= Math.max(this.fullCheckMs, FULL_CHECK_COST_FACTOR * last.tookMs);
+  }
+
+  private checked(netns: string, started: number): void {
+    const now = this.clock();
+    this.fullChecked.set(netns, { at: now, tookMs: now - started });
+  }
+
   /** One namespace; returns whether it wrote the table. */
   private async syncNetns(netns: string, services: DesiredServicePort[]): Promise<boolean> {
     const recorded = this.store.nftTable(netns);
@@ -149,54 +175,57 @@ export class LoadBalancerSync {
       if ((await this.nft.summarize(netns)) === undefined) return false;
       await this.nft.apply(netns, renderDeleteTable());
       this.log.info({ netns: netns || 'host' }, 'nft table removed: no load balancer left');
+      const stale = recorded ? staleConntrack(JSON.parse(recorded.services) as DesiredServicePort[], []) : [];
+      if (stale.length > 0) await this.nft.deleteConntrack(netns, stale);
       return true;
     }
     const sorted = sortServices(services);
     const servicesJson = JSON.stringify(sorted);
     const desiredHash = createHash('sha256').update(servicesJson).digest('hex');
-    const written = recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : [];
-    let reference = recorded ? parseReference(recorded.reference) : {};
+    // Parsed only when needed: at thousands of load balancers these are megabytes.
+    let writtenCache: DesiredServicePort[] | undefined;
+    const written = () => (writtenCache ??= recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : []);
 
-    // Every pass: the maps' digest (a flushed or deleted table shows there). Now and then: the whole table.
+    // Every pass: the maps' and prerouting's digest (a flushed or deleted table shows there). Now and then: the whole table.
     const summary = await this.nft.summarize(netns);
     let touched = recorded === undefined || summary === undefined || summary !== recorded.summary;
-    const now = this.clock();
-    const fullDue = touched || now - (this.fullChecked.get(netns) ?? -Infinity) >= this.fullCheckMs;
     let observed: ObservedTable | undefined;
-    if (fullDue) {
+    let reference: Reference | undefined;
+    if (touched || this.fullCheckDue(netns)) {
+      const started = this.clock();
       observed = await this.nft.observe(netns);
-      this.fullChecked.set(netns, now);
-      const expected = renderedObjects(renderTable(written));
+      const expected = renderedObjects(renderTable(written()));
       if (!observed) touched = true;
-      else if (!touched && drifted(expected, reference, observed)) {
+      else if (!touched && drifted(expected, parseReference(this.store.nftReference(netns)), observed)) {
         touched = true;
         this.log.warn({ netns: netns || 'host' }, 'nft table changed by hand: writing it whole again');
       }
       if (observed && !touched) reference = learn(expected, observed);
+      this.checked(netns, started);
     }
 
     const converged = !touched && recorded!.desiredHash === desiredHash;
-    if (converged) {
-      if (observed) this.store.setNftTable({ ...recorded!, reference: JSON.stringify(reference) });
-    } else {
+    if (!converged) {
       // Only what changed since the last write, unless the table was changed by hand: then all of it.
-      const existing = touched ? objectNames(observed?.objects.keys() ?? []) : tableObjects(written);
-      const script = renderTable(sorted, existing, touched ? [] : written);
+      const existing = touched ? objectNames(observed?.objects.keys() ?? []) : tableObjects(written());
+      const script = renderTable(sorted, existing, touched ? [] : written());
       this.log.debug({ netns: netns || 'host', script }, 'nft transaction');
       await this.nft.apply(netns, script);
       this.log.info({ netns: netns || 'host', servicePorts: sorted.length, full: touched }, 'nft table written');
       if (touched) {
         // A whole write is rare (first write, hand changes): learn the kernel's form of all of it now.
+        const started = this.clock();
         const after = await this.nft.observe(netns);
-        this.fullChecked.set(netns, this.clock());
         reference = after ? learn(renderedObjects(renderTable(sorted)), after) : {};
+        this.checked(netns, started);
       }
       // After an incremental write, an object whose rendering changed gets a new reference at the next full check.
-      this.store.setNftTable({ netns, desiredHash, services: servicesJson, summary: (await this.nft.summarize(netns)) ?? '', reference: JSON.stringify(reference) });
-      const stale = staleConntrack(written, services);
+      this.store.setNftTable({ netns, desiredHash, services: servicesJson, summary: (await this.nft.summarize(netns)) ?? '' });
+      const stale = staleConntrack(written(), services);
       // After the commit, so that a client's next packet is DNATed by the new rules.
       if (stale.length > 0) await this.nft.deleteConntrack(netns, stale);
     }
+    if (reference) this.store.setNftReference(netns, JSON.stringify(reference));
     if (!converged || !this.forwardingChecked.has(netns)) {
       const families = [...new Set(services.map((s) => s.family))].sort();
       const changed = await this.nft.ensureForwarding(netns, families);

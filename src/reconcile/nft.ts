@@ -23,12 +23,13 @@
  *   unreachable), never dropped silently nor routed elsewhere.
  *
  * A pass declares the table, its maps and base chains (an existing object is
- * left as it is, so affinity entries survive), flushes the maps and fills
- * them again, declares, flushes and fills the chains of every service port
- * that changed since `previous` (all of them without it), and deletes the
+ * left as it is, so affinity entries survive), declares, flushes and fills
+ * the chains of every service port that changed since `previous`, adds and
+ * deletes the map elements that changed since then (without `previous`:
+ * every chain, and the maps flushed and filled whole), and deletes the
  * chains and sets no load balancer needs any more, all in one atomic
- * transaction: repeated passes never duplicate a rule, and one changed load
- * balancer costs in proportion to its own rules.
+ * transaction: repeated passes never duplicate a rule or an element, and
+ * one changed load balancer costs in proportion to its own rules.
  */
 import { createHash } from 'node:crypto';
 import type { Algorithm, Protocol } from '../domain/loadbalancer.js';
@@ -110,13 +111,21 @@ function pickRules(s: DesiredServicePort): string[] {
   });
 }
 
-/** The `numgen … vmap` slices: backend i owns weight_i consecutive values. */
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/**
+ * The `numgen … vmap` slices: backend i owns weight_i / g consecutive
+ * values, g the weights' greatest common divisor, so that equal weights
+ * alternate (2:2 is 1:1) rather than come in runs.
+ */
 function slices(s: DesiredServicePort): { total: number; entries: string[] } {
+  const g = s.backends.reduce((d, b) => gcd(d, b.weight), 0);
   let next = 0;
   const entries = s.backends.map((b) => {
     const from = next;
-    next += b.weight;
-    const range = b.weight === 1 ? `${from}` : `${from}-${next - 1}`;
+    const size = b.weight / g;
+    next += size;
+    const range = size === 1 ? `${from}` : `${from}-${next - 1}`;
     return `${range} : goto ${backendChain(s, b)}`;
   });
   return { total: next, entries };
@@ -185,8 +194,9 @@ export function renderTable(
   for (const name of [...HELPER_CHAINS, ...changedChains]) out.push(`\tchain ${name} {`, '\t}');
   out.push('}');
 
-  // 2. Empty every map, set and chain of ours, then fill them again.
-  for (const name of STATIC_SETS) out.push(`flush ${name.startsWith('service-ips') ? 'map' : 'set'} ${NFT_TABLE} ${name}`);
+  // 2. Empty the chains to rewrite (and, without `previous`, the maps), then fill them again.
+  const incremental = previous.length > 0;
+  if (!incremental) for (const name of STATIC_SETS) out.push(`flush ${name.startsWith('service-ips') ? 'map' : 'set'} ${NFT_TABLE} ${name}`);
   const keep = new Set([...chains, ...HELPER_CHAINS, ...BASE_CHAINS.map(([n]) => n)]);
   const stale = existing.chains.filter((c) => !keep.has(c));
   for (const name of [...BASE_CHAINS.map(([n]) => n), ...HELPER_CHAINS, ...changedChains, ...stale]) out.push(`flush chain ${NFT_TABLE} ${name}`);
@@ -219,12 +229,23 @@ export function renderTable(
     }
   }
 
+  // The maps: all elements after a flush; else only those that changed since `previous`, as kube-proxy does.
+  const key = (s: DesiredServicePort) => `${s.vip} . ${s.protocol.toLowerCase()} . ${s.port}`;
+  const elements = (list: readonly DesiredServicePort[], family: 4 | 6) =>
+    new Map(list.filter((s) => s.family === family).map((s) => [key(s), serviceChain(s)]));
+  const writeElements = (verb: 'add' | 'delete', set: string, items: string[]) => {
+    if (items.length > 0) out.push(`${verb} element ${NFT_TABLE} ${set} { ${items.join(', ')} }`);
+  };
   for (const family of [4, 6] as const) {
-    const of = sorted.filter((s) => s.family === family);
-    if (of.length === 0) continue;
-    const key = (s: DesiredServicePort) => `${s.vip} . ${s.protocol.toLowerCase()} . ${s.port}`;
-    out.push(`add element ${NFT_TABLE} service-ips-v${family} { ${of.map((s) => `${key(s)} : goto ${serviceChain(s)}`).join(', ')} }`);
-    out.push(`add element ${NFT_TABLE} service-ports-v${family} { ${of.map(key).join(', ')} }`);
+    const was = elements(previous, family);
+    const is = elements(sorted, family);
+    const moved = [...was].filter(([k, chain]) => is.has(k) && is.get(k) !== chain).map(([k]) => k);
+    const gone = [...was.keys()].filter((k) => !is.has(k));
+    const added = [...is].filter(([k, chain]) => was.get(k) !== chain);
+    writeElements('delete', `service-ips-v${family}`, [...gone, ...moved]);
+    writeElements('delete', `service-ports-v${family}`, gone);
+    writeElements('add', `service-ips-v${family}`, added.map(([k, chain]) => `${k} : goto ${chain}`));
+    writeElements('add', `service-ports-v${family}`, added.map(([k]) => k).filter((k) => !was.has(k)));
   }
 
   // 3. Delete what no load balancer needs any more (emptied above, so nothing refers to it).

@@ -27,6 +27,7 @@ import {
   ResourceExhaustedError,
 } from '../domain/errors.js';
 import {
+  loadBalancerOwner,
   POOL_FIELDS,
   POOL_IMMUTABLE,
   POOL_KIND,
@@ -182,10 +183,37 @@ export class IpamService {
         status: { state: 'READY', message: '', observedGeneration: 1, lastReconcileTime: '', total: '0', allocated: '0', free: '0' },
       };
       if (!opts.validateOnly) this.repo.insertPool(p);
+      this.adoptStaticVips(p, opts.validateOnly ?? false);
       return this.withCounts(p);
     });
     if (!opts.validateOnly) this.hooks.onChange?.();
     return pool;
+  }
+
+  /**
+   * Inside createPool's transaction: a load balancer's static `vip` inside
+   * the new pool's cidr becomes its allocation (owner `loadbalancers/<name>`),
+   * as if the pool had existed when it was made, so the pool never hands it
+   * to anything else. A VIP the pool could not give (its gateway, a reserved,
+   * network or broadcast address) refuses the pool: FailedPreconditionError
+   * on `cidr` naming the load balancer.
+   */
+  private adoptStaticVips(p: IpPool, validateOnly: boolean): void {
+    const sp = spaceOf(p.spec);
+    for (const lb of this.store.all('loadbalancers')) {
+      const { vip, vipPool } = lb.spec;
+      const a = vip === '' || vipPool !== '' ? undefined : addressValue(vip);
+      if (!a || a.family !== sp.network.family || a.value < sp.network.first || a.value > sp.network.last) continue;
+      const user = `loadbalancers/${lb.name}`;
+      let value: bigint;
+      try {
+        value = this.checkRequested(p, sp, vip, 'cidr');
+      } catch (err) {
+        const description = `${vip} is the VIP of ${user}, which ${poolRef(p.name)} could not allocate to it: ${(err as Error).message.replace(/^cidr: /, '')}`;
+        throw new FailedPreconditionError(`cidr: ${description}`, [user], [{ field: 'cidr', description }]);
+      }
+      if (!validateOnly) this.take(p, loadBalancerOwner(lb.name), {}, value, { field: 'cidr' });
+    }
   }
 
   /** Throws NotFoundError. */
@@ -314,7 +342,8 @@ export class IpamService {
    * write transaction: the allocation `owner` holds in `pool`, or else
    * `opts.address` exactly, or else the next free address, skipping those
    * `opts.avoid` says are in use on the link's segment. `field` names the
-   * request field in errors.
+   * request field in errors, `opts.addressField` (default `field`) the one
+   * of errors about `opts.address`.
    *
    * Throws NotFoundError (pool, on `field`), ResourceExhaustedError, and for
    * `opts.address` the errors of allocate() (InvalidArgumentError,
@@ -324,13 +353,14 @@ export class IpamService {
     pool: string,
     owner: string,
     field: string,
-    opts: { avoid?: (address: string) => boolean; address?: string } = {},
+    opts: { avoid?: (address: string) => boolean; address?: string; addressField?: string } = {},
   ): StoredAllocation {
     const p = this.repo.getPool(pool);
     if (!p) throw new NotFoundError(POOL_KIND, pool, field);
-    const requested = opts.address === undefined ? undefined : this.checkRequested(p, spaceOf(p.spec), opts.address, field);
+    const addressField = opts.addressField ?? field;
+    const requested = opts.address === undefined ? undefined : this.checkRequested(p, spaceOf(p.spec), opts.address, addressField);
     try {
-      return this.take(p, owner, {}, requested, { avoid: opts.avoid, field });
+      return this.take(p, owner, {}, requested, { avoid: opts.avoid, field: addressField });
     } catch (err) {
       if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
       throw err;

@@ -103,7 +103,9 @@ export class PoolUse {
     }
     if (pool === undefined) return {};
     const field = spec.vipPool !== '' ? 'vipPool' : 'vip';
-    const a = this.ipam.allocateOwned(pool, owner, field, address === undefined ? {} : { address });
+    // The next free address is never one of the backends (a backend cannot be the VIP).
+    const backends = new Set(spec.backends.map((b) => b.address));
+    const a = this.ipam.allocateOwned(pool, owner, field, address === undefined ? { avoid: (ip) => backends.has(ip) } : { address, addressField: 'vip' });
     const v = new Violations();
     checkAgainstVip(v, spec, a.address);
     v.throwIfAny();

@@ -29,8 +29,6 @@ export interface NftTableState {
   services: string;
   /** NftClient.summarize() read back after the last write. */
   summary: string;
-  /** JSON {"chain <name>": [rendered digest, kernel digest]}, see migrations/0005. */
-  reference: string;
 }
 
 /** The uniqueness claims and references a resource's spec makes. */
@@ -72,14 +70,16 @@ export class Store {
       claimOwner: db.prepare<[string, string], { kind: string; name: string; field: string }>(
         'SELECT owner_kind AS kind, owner_name AS name, field FROM claims WHERE scope = ? AND key = ?',
       ),
-      nftGet: db.prepare<[string], { netns: string; desired_hash: string; services: string; summary: string; reference: string }>(
-        'SELECT * FROM nft_tables WHERE netns = ?',
+      nftGet: db.prepare<[string], { netns: string; desired_hash: string; services: string; summary: string }>(
+        'SELECT netns, desired_hash, services, summary FROM nft_tables WHERE netns = ?',
       ),
+      nftReference: db.prepare<[string], string>('SELECT reference FROM nft_tables WHERE netns = ?').pluck(),
+      nftSetReference: db.prepare('UPDATE nft_tables SET reference = ? WHERE netns = ?'),
       nftNamespaces: db.prepare<[], string>('SELECT netns FROM nft_tables ORDER BY netns').pluck(),
       nftPut: db.prepare(
-        `INSERT INTO nft_tables (netns, desired_hash, services, summary, reference) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO nft_tables (netns, desired_hash, services, summary) VALUES (?, ?, ?, ?)
          ON CONFLICT (netns) DO UPDATE SET desired_hash = excluded.desired_hash, services = excluded.services,
-           summary = excluded.summary, reference = excluded.reference`,
+           summary = excluded.summary`,
       ),
       nftDelete: db.prepare('DELETE FROM nft_tables WHERE netns = ?'),
       revision: db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'revision'"),
@@ -146,7 +146,17 @@ export class Store {
   /** The last table written in `netns`, if any. Observed state: never bumps the revision. */
   nftTable(netns: string): NftTableState | undefined {
     const row = this.stmts.nftGet.get(netns);
-    return row && { netns: row.netns, desiredHash: row.desired_hash, services: row.services, summary: row.summary, reference: row.reference };
+    return row && { netns: row.netns, desiredHash: row.desired_hash, services: row.services, summary: row.summary };
+  }
+
+  /** The per-object reference of a namespace's table (JSON, migrations/0005); "{}" when none. Read apart: it is large. */
+  nftReference(netns: string): string {
+    return this.stmts.nftReference.get(netns) ?? '{}';
+  }
+
+  /** Replaces the reference of a recorded table. */
+  setNftReference(netns: string, reference: string): void {
+    this.stmts.nftSetReference.run(reference, netns);
   }
 
   /** Namespaces with a recorded table. */
@@ -155,7 +165,7 @@ export class Store {
   }
 
   setNftTable(t: NftTableState): void {
-    this.stmts.nftPut.run(t.netns, t.desiredHash, t.services, t.summary, t.reference);
+    this.stmts.nftPut.run(t.netns, t.desiredHash, t.services, t.summary);
   }
 
   deleteNftTable(netns: string): void {

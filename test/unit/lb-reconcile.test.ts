@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '../../src/domain/errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../src/domain/errors.js';
 import { FakeIpClient } from '../../src/kernel/ip/fake.js';
 import { FakeNftClient } from '../../src/kernel/nft/fake.js';
+import { LoadBalancerSync } from '../../src/reconcile/loadbalancers.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
 import { createServices, type Services } from '../../src/service/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -82,6 +83,44 @@ describe('VIPs from pools', () => {
     fails(() => svc.loadbalancers.create({ name: 'dup', vip: '10.96.0.1', ports: [{ port: 81 }] }), AlreadyExistsError, 'vip');
   });
 
+  test('a pool made after a static VIP in its cidr allocates that VIP to the load balancer', () => {
+    svc.loadbalancers.create({ name: 'sf', vip: '10.98.0.5', ports: [{ port: 80 }] });
+    svc.ipam.createPool({ name: 'late', cidr: '10.98.0.0/24' });
+    assert.deepEqual(svc.ipam.listAllocations('late').items.map((a) => [a.address, a.owner]), [['10.98.0.5', 'loadbalancers/sf']]);
+    fails(() => svc.ipam.allocate('late', { address: '10.98.0.5', owner: 'someone' }), AlreadyExistsError, 'address');
+    svc.loadbalancers.update('sf', { labels: { x: 'y' } });
+    svc.loadbalancers.delete('sf');
+    assert.deepEqual(svc.ipam.listAllocations('late').items, []);
+  });
+
+  test('a pool whose gateway would be a static VIP is refused, naming the load balancer; nothing is stored', () => {
+    svc.loadbalancers.create({ name: 'sf', vip: '10.98.0.1', ports: [{ port: 80 }] });
+    const err = fails(() => svc.ipam.createPool({ name: 'late', cidr: '10.98.0.0/24', gateway: '10.98.0.1' }), FailedPreconditionError, 'cidr');
+    assert.match(err.message, /10\.98\.0\.1 is the VIP of loadbalancers\/sf/);
+    assert.ok(!svc.ipam.listPools().items.some((p) => p.name === 'late'));
+    fails(() => svc.ipam.createPool({ name: 'late', cidr: '10.98.0.0/24', gateway: '10.98.0.1' }, { validateOnly: true }), FailedPreconditionError, 'cidr');
+  });
+
+  test('a VIP from a pool is never one of the backends', () => {
+    svc.ipam.createPool({ name: 'small', cidr: '10.95.0.0/29' });
+    const lb = svc.loadbalancers.create({ name: 'vo1', vipPool: 'small', ports: [{ port: 80 }], backends: [{ address: '10.95.0.1' }, { address: '10.95.0.2' }] });
+    assert.equal(lb.status.vip, '10.95.0.3');
+  });
+
+  test('errors about a given vip name vip, also with vipPool', () => {
+    svc.ipam.createPool({ name: 'gw', cidr: '10.97.0.0/24', gateway: '10.97.0.1' });
+    fails(() => svc.loadbalancers.create({ name: 'x', vip: '10.97.0.1', vipPool: 'gw', ports: [{ port: 80 }] }), FailedPreconditionError, 'vip');
+    fails(() => svc.loadbalancers.create({ name: 'x', vip: '10.99.0.1', vipPool: 'gw', ports: [{ port: 80 }] }), InvalidArgumentError, 'vip');
+    fails(() => svc.loadbalancers.create({ name: 'x', vipPool: 'nope', ports: [{ port: 80 }] }), NotFoundError, 'vipPool');
+  });
+
+  test('ports × backends is capped: one request cannot ask for a million chains', () => {
+    const ports = Array.from({ length: 101 }, (_, i) => ({ port: i + 1 }));
+    const backends = Array.from({ length: 100 }, (_, i) => ({ address: `10.50.${i >> 8}.${(i & 255) + 1}` }));
+    fails(() => svc.loadbalancers.create({ name: 'big', vip: '10.96.0.9', ports, backends }), InvalidArgumentError, 'backends');
+    svc.loadbalancers.create({ name: 'big', vip: '10.96.0.9', ports: ports.slice(1), backends });
+  });
+
   test('a changed VIP releases the old allocation', () => {
     svc.loadbalancers.create({ name: 'web', vipPool: 'vips', ports: [{ port: 80 }] });
     svc.loadbalancers.update('web', { vipPool: null, vip: '10.97.0.1' });
@@ -150,6 +189,28 @@ describe('reconciling load balancers', () => {
     assert.equal((await checking.pass()).nftWrites, 0);
   });
 
+  test('the whole-table check waits at least 50 times what the last one took', async () => {
+    let now = 0;
+    const slow = new FakeNftClient();
+    const observe = slow.observe.bind(slow);
+    slow.observe = async (netns) => {
+      now += 100_000; // a listing of 100 s
+      return observe(netns);
+    };
+    const sync = new LoadBalancerSync(store, slow, pino({ level: 'silent' }), { fullCheckMs: 600_000, clock: () => now });
+    const lb = svc.loadbalancers.create(web());
+    const pass = () => sync.sync([lb], new Map([['web', lb.status.vip]]), () => true);
+    await pass();
+    const listed = () => slow.listings.get('') ?? 0;
+    const afterFirst = listed();
+    now += 1_000_000;
+    await pass();
+    assert.equal(listed(), afterFirst, '1,000 s later: not yet (50 × 100 s = 5,000 s)');
+    now += 4_000_000;
+    await pass();
+    assert.equal(listed(), afterFirst + 1);
+  });
+
   test('a restart compares the whole table once and writes nothing', async () => {
     svc.loadbalancers.create(web());
     await reconciler.pass();
@@ -181,6 +242,28 @@ describe('reconciling load balancers', () => {
       nft.conntrackDeletes.map((f) => `${f.protocol} ${f.vip}:${f.port} reply-src ${f.replySource}`).sort(),
       ['udp 10.96.0.10:53 reply-src 10.50.0.11', 'udp 10.96.0.10:53 reply-src 10.50.0.12'],
     );
+  });
+
+  test('UDP backends removed, a UDP port dropped, the load balancer deleted: their conntrack entries are deleted', async () => {
+    const shown = () => nft.conntrackDeletes.splice(0).map((f) => `${f.vip}:${f.port} reply-src ${f.replySource}`).sort();
+    svc.loadbalancers.create(web());
+    svc.loadbalancers.create({ name: 'dns', vip: '10.96.0.53', ports: [{ protocol: 'UDP', port: 53 }], backends: [{ address: '10.50.0.21' }] });
+    await reconciler.pass();
+    shown();
+    svc.loadbalancers.update('dns', { backends: [] });
+    await reconciler.pass();
+    assert.deepEqual(shown(), ['10.96.0.53:53 reply-src 10.50.0.21'], 'the last backend removed');
+    svc.loadbalancers.update('dns', { backends: [{ address: '10.50.0.22' }] });
+    await reconciler.pass();
+    assert.deepEqual(shown(), ['10.96.0.53:53 reply-src 10.96.0.53'], 'entries made while there was no backend');
+    svc.loadbalancers.update('web', { ports: [{ port: 80, targetPort: 8080 }] });
+    await reconciler.pass();
+    assert.deepEqual(shown(), ['10.96.0.10:53 reply-src 10.50.0.11', '10.96.0.10:53 reply-src 10.50.0.12'], 'the UDP port dropped');
+    svc.loadbalancers.delete('web');
+    svc.loadbalancers.delete('dns');
+    await reconciler.pass();
+    assert.equal(nft.hasTable(''), false);
+    assert.deepEqual(shown(), ['10.96.0.53:53 reply-src 10.50.0.22'], 'the table removed with the last load balancer');
   });
 
   test('a load balancer whose namespace does not exist yet is PENDING, and the others are not disturbed', async () => {

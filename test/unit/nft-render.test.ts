@@ -53,7 +53,7 @@ test('the same services in another order render byte-identical', () => {
   assert.equal(renderTable([...services].reverse()), renderTable(services));
 });
 
-test('one changed load balancer: only its chains are rewritten; the maps are refilled whole', () => {
+test('one changed load balancer: only its chains are rewritten; no map element is written', () => {
   const existing = { chains: services.flatMap((s) => [serviceChain(s), ...s.backends.map((b) => backendChain(s, b))]), sets: [] };
   const changedWeb = { ...web, backends: web.backends.slice(1) };
   const next = [changedWeb, ...services.slice(1)];
@@ -64,7 +64,25 @@ test('one changed load balancer: only its chains are rewritten; the maps are ref
   // The removed backend's chain is emptied, then deleted.
   const gone = backendChain(web, web.backends[0]!);
   assert.match(script, new RegExp(`flush chain inet netkeep ${gone}\\n[\\s\\S]*delete chain inet netkeep ${gone}\\n`));
-  assert.match(script, /add element inet netkeep service-ips-v4 \{ 10\.96\.0\.53 \. udp \. 53 : goto svc-dns-udp-53, /);
+  assert.doesNotMatch(script, /element|flush (map|set)/);
+});
+
+test('load balancers added and removed: only their map elements are added and deleted, before their chains go', () => {
+  const existing = { chains: services.flatMap((s) => [serviceChain(s), ...s.backends.map((b) => backendChain(s, b))]), sets: [] };
+  const added: DesiredServicePort = { ...web, name: 'api', owner: 'loadbalancers/api', vip: '10.96.0.40' };
+  const next = [...services.filter((s) => s.name !== 'dns' && s.name !== 'web6'), added];
+  const lines = renderTable(next, existing, services).split('\n');
+  assert.deepEqual(lines.filter((l) => /element/.test(l)), [
+    'delete element inet netkeep service-ips-v4 { 10.96.0.53 . udp . 53 }',
+    'delete element inet netkeep service-ports-v4 { 10.96.0.53 . udp . 53 }',
+    'add element inet netkeep service-ips-v4 { 10.96.0.40 . tcp . 80 : goto svc-api-tcp-80 }',
+    'add element inet netkeep service-ports-v4 { 10.96.0.40 . tcp . 80 }',
+    'delete element inet netkeep service-ips-v6 { fd00:96::10 . sctp . 80 }',
+    'delete element inet netkeep service-ports-v6 { fd00:96::10 . sctp . 80 }',
+  ]);
+  const deleteChain = lines.indexOf('delete chain inet netkeep svc-dns-udp-53');
+  assert.ok(deleteChain > lines.indexOf('delete element inet netkeep service-ips-v4 { 10.96.0.53 . udp . 53 }'));
+  assert.doesNotMatch(lines.join('\n'), /flush (map|set)/);
 });
 
 test('RANDOM picks backend i with probability w_i / W: the rule chain reproduces the weights', () => {
@@ -135,4 +153,11 @@ test('parseListing: one digest per object; element order and affinity entries do
   assert.notEqual(edited.get('chain svc-web-tcp-80'), base.get('chain svc-web-tcp-80'));
   const lostElement = parseListing(LISTING.replace('10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     ', '')).objects;
   assert.notEqual(lostElement.get('set service-ips-v4'), base.get('set service-ips-v4'));
+});
+
+test('ROUND_ROBIN slices are the weights over their greatest common divisor: equal weights alternate', () => {
+  const rr: DesiredServicePort = { ...web, algorithm: 'ROUND_ROBIN', backends: web.backends.map((b, i) => ({ ...b, weight: [4, 4, 8][i]! })) };
+  const rule = renderTable([rr]).split('\n').find((l) => l.includes('numgen inc'))!;
+  const [a, b, c] = rr.backends.map((x) => backendChain(rr, x));
+  assert.equal(rule, `add rule inet netkeep ${serviceChain(rr)} numgen inc mod 4 vmap { 0 : goto ${a}, 1 : goto ${b}, 2-3 : goto ${c} }`);
 });

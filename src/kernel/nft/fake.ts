@@ -19,6 +19,7 @@ const declaration = (lines: readonly string[]) => lines.filter((l) => /^(type|fl
 
 const OP_RE = new RegExp(`^(flush|delete) (chain|set|map) ${NFT_TABLE} (\\S+)$`);
 const ADD_RE = new RegExp(`^add (rule|element) ${NFT_TABLE} (\\S+) (.*)$`);
+const DELETE_ELEMENT_RE = new RegExp(`^delete element ${NFT_TABLE} (\\S+) \\{ (.*) \\}$`);
 
 export class FakeNftClient implements NftClient {
   private readonly tables = new Map<string, FakeTable>();
@@ -75,6 +76,15 @@ export class FakeNftClient implements NftClient {
         if (!table.has(key)) fail(`No such file or directory: ${key}`);
         if (op[1] === 'delete') table.delete(key);
         else table.set(key, declaration(table.get(key)!));
+      } else if (DELETE_ELEMENT_RE.test(line) && table) {
+        const [, set, items] = DELETE_ELEMENT_RE.exec(line)!;
+        const lines = table.get(`set ${set}`);
+        if (!lines) fail(`No such file or directory: set ${set}`);
+        for (const item of items!.split(', ')) {
+          const at = lines!.findIndex((l) => l.split(' : ')[0] === item);
+          if (at < 0) fail(`Could not process rule: No such file or directory: element ${item} of ${set}`);
+          lines!.splice(at, 1);
+        }
       } else if (add && table) {
         const key = `${add[1] === 'rule' ? 'chain' : 'set'} ${add[2]}`;
         if (!table.has(key)) fail(`No such file or directory: ${key}`);
