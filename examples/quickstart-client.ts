@@ -60,13 +60,18 @@ async function up(): Promise<void> {
   console.log('ping blue → red (10.50.0.3) across br0: ok');
 }
 
+/** A DELETE's answer, where 404 (already gone) is fine: a half-finished down can be run again. */
+function removed(r: { data?: unknown; error?: unknown; response: Response }): void {
+  if (r.response.status !== 404) unwrap(r);
+}
+
 async function down(): Promise<void> {
   for (const ns of namespaces) {
-    unwrap(await nk.DELETE('/v1/routes/{name}', { params: { path: { name: `${ns}-default` } } }));
-    unwrap(await nk.DELETE('/v1/veths/{name}', { params: { path: { name: ns } } }));
+    removed(await nk.DELETE('/v1/routes/{name}', { params: { path: { name: `${ns}-default` } } }));
+    removed(await nk.DELETE('/v1/veths/{name}', { params: { path: { name: ns } } }));
   }
-  unwrap(await nk.DELETE('/v1/bridges/{name}', { params: { path: { name: 'br0' } } }));
-  for (const ns of namespaces) unwrap(await nk.DELETE('/v1/namespaces/{name}', { params: { path: { name: ns } } }));
+  removed(await nk.DELETE('/v1/bridges/{name}', { params: { path: { name: 'br0' } } }));
+  for (const ns of namespaces) removed(await nk.DELETE('/v1/namespaces/{name}', { params: { path: { name: ns } } }));
   console.log('deleted everything');
 }
 
@@ -78,6 +83,10 @@ try {
     console.error('usage: quickstart-client.ts up|down');
     process.exitCode = 2;
   }
+} catch (err) {
+  // The API's answer (NetkeepApiError) or a failed ping: a message, not a stack trace.
+  console.error(`quickstart-client.ts ${command}: ${(err as Error).message}`);
+  process.exitCode = 1;
 } finally {
   await nk.close();
 }

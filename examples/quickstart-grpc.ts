@@ -7,7 +7,7 @@
  *
  * NETKEEP_GRPC_SOCKET: the daemon's gRPC socket (default var/grpc.sock).
  */
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { resolve } from 'node:path';
 import { BridgeServiceClient, CreateBridgeRequest } from '../src/gen/netkeep/v1/bridge.js';
@@ -82,13 +82,20 @@ async function up(): Promise<void> {
   console.log('ping blue → red (10.50.0.3) across br0: ok');
 }
 
+/** A delete, where NOT_FOUND (already gone) is fine: a half-finished down can be run again. */
+async function removed(call: Promise<unknown>): Promise<void> {
+  await call.catch((err: ServiceError) => {
+    if (err.code !== status.NOT_FOUND) throw err;
+  });
+}
+
 async function down(): Promise<void> {
   for (const ns of namespaces) {
-    await unary(rc, rc.deleteRoute, { name: `${ns}-default`, etag: '' });
-    await unary(vc, vc.deleteVethPair, { name: ns, etag: '' });
+    await removed(unary(rc, rc.deleteRoute, { name: `${ns}-default`, etag: '' }));
+    await removed(unary(vc, vc.deleteVethPair, { name: ns, etag: '' }));
   }
-  await unary(brc, brc.deleteBridge, { name: 'br0', etag: '' });
-  for (const name of namespaces) await unary(nsc, nsc.deleteNamespace, { name, etag: '' });
+  await removed(unary(brc, brc.deleteBridge, { name: 'br0', etag: '' }));
+  for (const name of namespaces) await removed(unary(nsc, nsc.deleteNamespace, { name, etag: '' }));
   console.log('deleted everything');
 }
 
@@ -100,6 +107,10 @@ try {
     console.error('usage: quickstart-grpc.ts up|down');
     process.exitCode = 2;
   }
+} catch (err) {
+  // A gRPC status (code and details) or a failed ping: a message, not a stack trace.
+  console.error(`quickstart-grpc.ts ${command}: ${(err as Error).message}`);
+  process.exitCode = 1;
 } finally {
   for (const c of Object.values(clients)) c.close();
 }

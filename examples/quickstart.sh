@@ -61,10 +61,23 @@ up() {
   echo "ping blue → red (10.50.0.3) across br0: ok"
 }
 
+# remove PATH: DELETE, where a resource already gone (404) is fine, so that a
+# half-finished down can be run again.
+remove() {
+  local err
+  if err=$(api DELETE "/v1/$1" 2>&1 >/dev/null); then
+    echo "deleted $1"
+  elif [[ $err == *'HTTP 404'* ]]; then
+    echo "already gone: $1"
+  else
+    echo "$err" >&2
+    return 1
+  fi
+}
+
 down() {
   for r in routes/blue-default routes/red-default veths/blue veths/red bridges/br0 namespaces/blue namespaces/red; do
-    api DELETE "/v1/$r" >/dev/null
-    echo "deleted $r"
+    remove "$r"
   done
   # The reconciler removes the kernel objects right after; wait for it (10 s at most).
   for _ in $(seq 100); do

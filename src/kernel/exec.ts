@@ -59,7 +59,9 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   if (result.exitCode === undefined) {
     // Never started (ENOENT, EACCES) or killed by a signal.
     const why = result.signal ? `killed by ${result.signal}` : (result.originalMessage ?? result.shortMessage ?? 'failed to start');
-    throw new ExecError(cmd, args, null, stderr, `${cmd}: ${why}`);
+    // `ip netns exec <ns> nft …` is nft's failure, in <ns>.
+    const shown = cmd === 'ip' && args[0] === 'netns' && args[1] === 'exec' && args[3] ? `${args[3]} (in ${args[2]})` : cmd;
+    throw new ExecError(cmd, args, null, stderr, `${shown}: ${why}`);
   }
   return { stdout, stderr, exitCode: result.exitCode };
 }

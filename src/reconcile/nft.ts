@@ -17,7 +17,7 @@
  *   size of the weights (one counter must see every connection).
  * - `be-<lb>-<proto>-<port>-<hash>`: marks the hairpin case (a backend
  *   connecting to its own VIP) for masquerade, records affinity, DNATs.
- * - `refuse`, hooked at input, forward and output after DNAT: a packet still
+ * - `refuse`, hooked at prerouting and output after DNAT: a packet still
  *   addressed to a VIP:port was not DNATed (no backends, or a client outside
  *   `sourceRanges`) and is rejected at once (TCP reset, ICMP port
  *   unreachable), never dropped silently nor routed elsewhere.
@@ -148,8 +148,11 @@ const BASE_CHAINS: Array<[string, string]> = [
   // nft 1.0.6 knows no `dstnat` keyword for the output hook: -100 is NF_IP_PRI_NAT_DST.
   ['nat-output', 'type nat hook output priority -100; policy accept;'],
   ['nat-postrouting', 'type nat hook postrouting priority srcnat; policy accept;'],
-  ['filter-input', 'type filter hook input priority filter; policy accept;'],
-  ['filter-forward', 'type filter hook forward priority filter; policy accept;'],
+  // Right after DNAT (-100), before routing: a refused packet never reaches the
+  // forward path, where a client on the VIP's own link would also be sent an
+  // ICMP redirect, which spends the per-host ICMP rate limit (inet_peer)
+  // that the port unreachable then hits.
+  ['filter-prerouting', 'type filter hook prerouting priority -90; policy accept;'],
   ['filter-output', 'type filter hook output priority filter; policy accept;'],
 ];
 const HELPER_CHAINS = ['refuse', 'reject-service'];
@@ -211,7 +214,7 @@ export function renderTable(
   rule('refuse', 'ip6 daddr . meta l4proto . th dport @service-ports-v6 goto reject-service');
   rule('reject-service', 'meta l4proto tcp reject with tcp reset');
   rule('reject-service', 'reject with icmpx port-unreachable');
-  for (const chain of ['filter-input', 'filter-forward', 'filter-output']) rule(chain, 'jump refuse');
+  for (const chain of ['filter-prerouting', 'filter-output']) rule(chain, 'jump refuse');
 
   for (const s of changed) {
     const ip = ipKeyword(s.family);

@@ -164,6 +164,17 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     assert.ok(Math.max(...r.ms) < 100, `refused in ${Math.max(...r.ms)} ms`);
   });
 
+  test('no backends, UDP: refused at once (ICMP port unreachable), also to a client on the VIP route\'s own link', async () => {
+    await createReady({ name: 'empty-udp', vip: '10.96.0.13', ports: [{ protocol: 'UDP', port: 53 }] });
+    // The client is on br0, and so is the host's route to the VIP: refused before routing, so no ICMP redirect
+    // spends the per-host ICMP rate limit first.
+    const { stdout } = await execa('ip', ['netns', 'exec', 'client', process.execPath, PEER, 'udp', '10.96.0.13', '53', '4', '300']);
+    const r = JSON.parse(stdout) as { answers: string[]; ms: number[] };
+    assert.deepEqual(r.answers, ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED'], stdout);
+    assert.ok(Math.max(...r.ms) < 100, `refused in ${Math.max(...r.ms)} ms`);
+    await ok('DELETE', '/v1/loadbalancers/empty-udp');
+  });
+
   test('sourceRanges: other clients are refused', async () => {
     await patchReady('solo', { sourceRanges: ['10.50.0.11/32'] });
     assert.deepEqual((await tcp('client', '10.96.0.12', 80, 3)).errors, { ECONNREFUSED: 3 });
@@ -180,7 +191,7 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     const client = execa('ip', ['netns', 'exec', 'client', process.execPath, PEER, 'udp', '10.96.0.53', '53', '6', '700']);
     await new Promise((r) => setTimeout(r, 1000));
     await patchReady('dns', { backends: backends(['be3']) });
-    const answers = JSON.parse((await client).stdout) as string[];
+    const { answers } = JSON.parse((await client).stdout) as { answers: string[] };
     assert.equal(answers[0], 'be1');
     assert.equal(answers[answers.length - 1], 'be3', JSON.stringify(answers));
   });

@@ -140,6 +140,8 @@ for (const driver of drivers) {
         // Step 8: delete everything through the API; the kernel is back to how it was.
         await driver.run(daemon, 'down');
         await eventually('the kernel is back to how it was', async () => (await kernelState()) === pristine);
+        // A second down finds everything gone, and still succeeds: a half-finished down can be run again.
+        await driver.run(daemon, 'down');
       } finally {
         monitor?.kill('SIGKILL');
         await daemon.stop();

@@ -7,7 +7,8 @@
 //   tcp <host> <port> <count>          <count> connections one after another;
 //                                      prints {"<name>": n, …, "errors": {code: n}, "ms": [..]}
 //   udp <host> <port> <count> <gapMs>  one connected UDP socket sending <count>
-//                                      datagrams <gapMs> apart; prints the answers in order
+//                                      datagrams <gapMs> apart; prints {"answers": [the
+//                                      answer, or an error code, in order], "ms": [..]}
 import { createServer, connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 
@@ -47,7 +48,9 @@ if (mode === 'serve') {
   const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   await new Promise((resolve) => s.connect(Number(port), host, resolve));
   const answers = [];
+  const ms = [];
   for (let i = 0; i < Number(count); i++) {
+    const started = performance.now();
     const answer = await new Promise((resolve) => {
       const t = setTimeout(() => resolve('TIMEOUT'), 1000);
       s.once('message', (m) => { clearTimeout(t); resolve(m.toString()); });
@@ -55,9 +58,10 @@ if (mode === 'serve') {
       s.send('hello');
     });
     answers.push(answer);
+    ms.push(Math.round(performance.now() - started));
     // The test changes the backends while this waits.
     if (i < Number(count) - 1) await new Promise((r) => setTimeout(r, Number(gapMs)));
   }
-  process.stdout.write(JSON.stringify(answers) + '\n');
+  process.stdout.write(JSON.stringify({ answers, ms }) + '\n');
   s.close();
 }

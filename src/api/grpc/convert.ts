@@ -221,7 +221,7 @@ function mutablePaths({ fields, immutable, nested }: PatchRules): string[] {
 }
 
 function unknownPath(rules: PatchRules, path: string): FieldViolation {
-  const known = ['labels', ...rules.fields.map(camelToSnake)].join(', ');
+  const known = mutablePaths(rules).join(', ');
   return { field: 'update_mask', description: `unknown field path "${path}"; fields that can be updated: ${known}` };
 }
 
