@@ -30,7 +30,9 @@ async function inside(): Promise<void> {
     process.exit(2);
   }
   if (config === 'help') {
-    process.stdout.write(`npm run sandbox -- [options]: netkeepd in a throwaway network namespace\n${USAGE}\n`);
+    // The same flags as netkeepd; only the state directory's default differs.
+    const usage = USAGE.replace('default ./var)', 'default ./var/sandbox)');
+    process.stdout.write(`npm run sandbox -- [options]: netkeepd in a throwaway network namespace\n${usage}\n`);
     process.exit(0);
   }
   await prepareSandbox();

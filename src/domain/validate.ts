@@ -174,15 +174,27 @@ export interface ParsedIp {
 /** The violation text for an IPv4-mapped IPv6 address where an interface address or a network belongs. */
 export const IPV4_MAPPED_MESSAGE = 'is an IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 §2.5.5.2); write the IPv4 address instead';
 
+/** Four bytes as two 16-bit groups. */
+function pairs(b: number[]): [number, number] {
+  return [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!];
+}
+
 /**
  * Parses one IP address strictly: no whitespace, no leading zeros in IPv4
- * octets, no octet above 255, no IPv6 zone index.
+ * octets, no octet above 255, no IPv6 zone index. Text and bytes are what
+ * inet_pton(3) reads.
  */
+
 export function parseIp(text: string): ParsedIp | undefined {
   if (text.includes('%')) return undefined;
   const family = isIP(text);
   if (family === 0) return undefined;
-  const addr = ipaddr.parse(text);
+  // ipaddr.js reads `::a.b.c.d` (IPv4-compatible, RFC 4291 §2.5.5.1) as
+  // ::ffff:a.b.c.d; inet_pton(3), and so the kernel, reads ::a.b.c.d.
+  const compatible = /^::(\d{1,3}(?:\.\d{1,3}){3})$/.exec(text);
+  const addr = compatible
+    ? new ipaddr.IPv6([0, 0, 0, 0, 0, 0, ...pairs(ipaddr.IPv4.parse(compatible[1]!).toByteArray())])
+    : ipaddr.parse(text);
   if (family === 4) {
     return { family: 4, address: addr.toString(), bytes: addr.toByteArray(), ipv4Mapped: false };
   }
