@@ -194,13 +194,14 @@ export class LoadBalancerSync {
     if (touched || this.fullCheckDue(netns)) {
       const started = this.clock();
       observed = await this.nft.observe(netns);
-      const expected = renderedObjects(renderTable(written()));
       if (!observed) touched = true;
-      else if (!touched && drifted(expected, parseReference(this.store.nftReference(netns)), observed)) {
-        touched = true;
-        this.log.warn({ netns: netns || 'host' }, 'nft table changed by hand: writing it whole again');
+      if (!touched) {
+        const expected = renderedObjects(renderTable(written()));
+        if (drifted(expected, parseReference(this.store.nftReference(netns)), observed!)) {
+          touched = true;
+          this.log.warn({ netns: netns || 'host' }, 'nft table changed by hand: writing it whole again');
+        } else reference = learn(expected, observed!);
       }
-      if (observed && !touched) reference = learn(expected, observed);
       this.checked(netns, started);
     }
 
