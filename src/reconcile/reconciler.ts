@@ -276,7 +276,8 @@ export class Reconciler {
   private readVips(snapshot: Snapshot): Map<string, string> {
     const vips = new Map<string, string>();
     for (const lb of snapshot.loadbalancers) {
-      const vip = lb.spec.vip !== '' ? lb.spec.vip : (this.store.ipam.ofOwner(loadBalancerOwner(lb.name))[0]?.address ?? '');
+      // The allocation in its vipPool; one with the same owner in another pool is a reservation, not its VIP.
+      const vip = lb.spec.vip !== '' ? lb.spec.vip : (this.store.ipam.byOwner(lb.spec.vipPool, loadBalancerOwner(lb.name))?.address ?? '');
       if (vip !== '') vips.set(lb.name, vip);
     }
     return vips;

@@ -7,6 +7,9 @@ import type { ListOptions } from './types.js';
 /** Fields of the API form that the server maintains; accepted on input and ignored. */
 export const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
 
+/** Thrown inside a dry run's transaction or savepoint (validateOnly) to roll it back. */
+export const DRY_RUN = Symbol('dry run');
+
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
 

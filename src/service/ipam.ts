@@ -18,7 +18,7 @@
  * - Cost follows the allocations, never the pool size: next-free reads the
  *   allocations lazily from the cursor, counts are COUNTs over index ranges.
  */
-import { READ_ONLY_FIELDS, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
+import { DRY_RUN, READ_ONLY_FIELDS, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -26,6 +26,7 @@ import {
   NotFoundError,
   ResourceExhaustedError,
 } from '../domain/errors.js';
+import type { LoadBalancerSpec } from '../domain/loadbalancer.js';
 import {
   loadBalancerOwner,
   POOL_FIELDS,
@@ -163,7 +164,8 @@ export class IpamService {
     v.throwIfAny();
 
     const now = new Date().toISOString();
-    const pool = this.store.transaction(() => {
+    let dryRun: IpPool | undefined;
+    const create = () => this.store.transaction(() => {
       if (this.repo.getPool(name)) {
         throw new AlreadyExistsError(`${poolRef(name)} already exists`, [
           { field: 'name', description: `${poolRef(name)} already exists` },
@@ -182,11 +184,24 @@ export class IpamService {
         updateTime: now,
         status: { state: 'READY', message: '', observedGeneration: 1, lastReconcileTime: '', total: '0', allocated: '0', free: '0' },
       };
-      if (!opts.validateOnly) this.repo.insertPool(p);
-      this.adoptStaticVips(p, opts.validateOnly ?? false);
-      return this.withCounts(p);
+      // validateOnly does the same work and rolls it back, so that it answers what the real request would.
+      this.repo.insertPool(p);
+      this.adoptStaticVips(p);
+      const created = this.withCounts(p);
+      if (opts.validateOnly) {
+        dryRun = created;
+        throw DRY_RUN;
+      }
+      return created;
     });
-    if (!opts.validateOnly) this.hooks.onChange?.();
+    let pool: IpPool;
+    try {
+      pool = create();
+    } catch (err) {
+      if (err !== DRY_RUN) throw err;
+      return dryRun!;
+    }
+    this.hooks.onChange?.();
     return pool;
   }
 
@@ -195,10 +210,11 @@ export class IpamService {
    * the new pool's cidr becomes its allocation (owner `loadbalancers/<name>`),
    * as if the pool had existed when it was made, so the pool never hands it
    * to anything else. A VIP the pool could not give (its gateway, a reserved,
-   * network or broadcast address) refuses the pool: FailedPreconditionError
-   * on `cidr` naming the load balancer.
+   * network or broadcast address), or one that two load balancers in
+   * different namespaces share, refuses the pool: FailedPreconditionError
+   * on `cidr` naming the load balancers.
    */
-  private adoptStaticVips(p: IpPool, validateOnly: boolean): void {
+  private adoptStaticVips(p: IpPool): void {
     const sp = spaceOf(p.spec);
     for (const lb of this.store.all('loadbalancers')) {
       const { vip, vipPool } = lb.spec;
@@ -212,7 +228,13 @@ export class IpamService {
         const description = `${vip} is the VIP of ${user}, which ${poolRef(p.name)} could not allocate to it: ${(err as Error).message.replace(/^cidr: /, '')}`;
         throw new FailedPreconditionError(`cidr: ${description}`, [user], [{ field: 'cidr', description }]);
       }
-      if (!validateOnly) this.take(p, loadBalancerOwner(lb.name), {}, value, { field: 'cidr' });
+      const held = this.repo.get(p.name, sortKey(sp.network.family, value));
+      if (held) {
+        // VIPs are per namespace: two load balancers may share one, but a pool allocates it once.
+        const description = `${vip} is the VIP of ${held.owner} and of ${user} (in other namespaces); ${poolRef(p.name)} can allocate it to one of them only`;
+        throw new FailedPreconditionError(`cidr: ${description}`, [held.owner, user], [{ field: 'cidr', description }]);
+      }
+      this.take(p, loadBalancerOwner(lb.name), {}, value, { field: 'cidr' });
     }
   }
 
@@ -365,6 +387,12 @@ export class IpamService {
       if (err instanceof ResourceExhaustedError) throw new ResourceExhaustedError(`${field}: ${err.message}`, [{ field, description: err.message }]);
       throw err;
     }
+  }
+
+  /** The pool a load balancer's VIP is allocated from: its `vipPool`, or the pool holding its static `vip`; undefined for none. */
+  vipPoolOf(spec: Pick<LoadBalancerSpec, 'vip' | 'vipPool'>): string | undefined {
+    if (spec.vipPool !== '') return spec.vipPool;
+    return spec.vip === '' ? undefined : this.poolContaining(spec.vip)?.name;
   }
 
   /** The pool whose cidr holds `address`, if any (pools do not overlap, so at most one). */
@@ -583,13 +611,16 @@ export class IpamService {
 
   /**
    * The resource an allocation is the pool address of, while it is: a veth
-   * end whose addressPools still names `pool` (`veths/<name>`), or an
-   * existing load balancer (its VIP, `loadbalancers/<name>`).
+   * end whose addressPools still names `pool` (`veths/<name>`), or a load
+   * balancer whose VIP comes from `pool` (`loadbalancers/<name>`).
    */
   private resourceUsing(pool: string, owner: string): string | undefined {
     const of = resourceOfOwner(owner, ['veths', 'loadbalancers'] as const);
     if (!of) return undefined;
-    if (of.kind === 'loadbalancers') return !of.end && this.store.get('loadbalancers', of.name) ? owner : undefined;
+    if (of.kind === 'loadbalancers') {
+      const lb = of.end ? undefined : this.store.get('loadbalancers', of.name);
+      return lb && this.vipPoolOf(lb.spec) === pool ? owner : undefined;
+    }
     if (!of.end) return undefined;
     const veth = this.store.get('veths', of.name);
     return veth?.spec[of.end].addressPools.includes(pool) ? `veths/${of.name}` : undefined;

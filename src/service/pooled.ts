@@ -13,6 +13,7 @@
  */
 import { FailedPreconditionError, NotFoundError } from '../domain/errors.js';
 import { POOL_KIND, loadBalancerOwner, vethEndOwner } from '../domain/ipam.js';
+import { DRY_RUN } from './common.js';
 import { checkAgainstVip } from '../domain/loadbalancer.js';
 import { effectiveVip, type Pooled } from '../domain/rules.js';
 import type { Kind, PooledAddress, SpecOf, StatusOf } from '../domain/types.js';
@@ -46,9 +47,6 @@ export function withPoolAddresses<K extends Kind>(kind: K, status: StatusOf[K], 
   return status;
 }
 
-/** Thrown inside a dry run's savepoint to roll it back. */
-const DRY_RUN = Symbol('dry run');
-
 export class PoolUse {
   constructor(
     private readonly store: Store,
@@ -70,7 +68,7 @@ export class PoolUse {
       kind === 'veths'
         ? () => this.assignVeth(name, spec as SpecOf['veths'], previous as SpecOf['veths'] | undefined)
         : kind === 'loadbalancers'
-          ? () => this.assignVip(name, spec as SpecOf['loadbalancers'])
+          ? () => this.assignVip(name, spec as SpecOf['loadbalancers'], previous as SpecOf['loadbalancers'] | undefined)
           : undefined;
     if (!work) return {};
     if (!validateOnly) return work();
@@ -92,14 +90,18 @@ export class PoolUse {
    * A load balancer's VIP allocation (owner `loadbalancers/<name>`): from
    * `vipPool` (exactly `vip` when given too), or of a static `vip` inside a
    * pool's cidr, so that the pool never hands it to anything else. What the
-   * owner held and no longer needs is released first.
+   * `previous` spec held and this one no longer needs is released first;
+   * an allocation with that owner in another pool is a reservation, and
+   * stays.
    */
-  private assignVip(name: string, spec: SpecOf['loadbalancers']): Assigned {
+  private assignVip(name: string, spec: SpecOf['loadbalancers'], previous: SpecOf['loadbalancers'] | undefined): Assigned {
     const owner = loadBalancerOwner(name);
-    const pool = spec.vipPool !== '' ? spec.vipPool : spec.vip !== '' ? this.ipam.poolContaining(spec.vip)?.name : undefined;
+    const pool = this.ipam.vipPoolOf(spec);
     const address = spec.vip === '' ? undefined : spec.vip;
-    for (const held of this.store.ipam.ofOwner(owner)) {
-      if (held.pool !== pool || (address !== undefined && held.address !== address)) this.ipam.releaseOwned(held.pool, owner);
+    const before = previous && this.ipam.vipPoolOf(previous);
+    if (before !== undefined) {
+      const held = this.store.ipam.byOwner(before, owner);
+      if (held && (before !== pool || (address !== undefined && held.address !== address))) this.ipam.releaseOwned(before, owner);
     }
     if (pool === undefined) return {};
     const field = spec.vipPool !== '' ? 'vipPool' : 'vip';

@@ -101,6 +101,38 @@ describe('VIPs from pools', () => {
     fails(() => svc.ipam.createPool({ name: 'late', cidr: '10.98.0.0/24', gateway: '10.98.0.1' }, { validateOnly: true }), FailedPreconditionError, 'cidr');
   });
 
+  test('two load balancers in different namespaces sharing a static VIP refuse a pool over it, naming both', () => {
+    svc.namespaces.create({ name: 'n2' });
+    svc.loadbalancers.create({ name: 'd1', vip: '10.100.0.5', ports: [{ port: 80 }] });
+    svc.loadbalancers.create({ name: 'd2', namespace: 'n2', vip: '10.100.0.5', ports: [{ port: 80 }] });
+    const err = fails(() => svc.ipam.createPool({ name: 'pc', cidr: '10.100.0.0/24' }), FailedPreconditionError, 'cidr');
+    assert.match(err.message, /10\.100\.0\.5 is the VIP of loadbalancers\/d1 and of loadbalancers\/d2/);
+    assert.ok(!svc.ipam.listPools().items.some((p) => p.name === 'pc'));
+  });
+
+  test('validateOnly on a pool create answers what the real create would, adopted VIPs included, and stores nothing', () => {
+    svc.loadbalancers.create({ name: 'd4', vip: '10.102.0.1', ports: [{ port: 80 }] });
+    const dry = svc.ipam.createPool({ name: 'pd', cidr: '10.102.0.0/24' }, { validateOnly: true });
+    assert.equal(dry.status.allocated, '1');
+    assert.ok(!svc.ipam.listPools().items.some((p) => p.name === 'pd'));
+    assert.equal(svc.ipam.createPool({ name: 'pd', cidr: '10.102.0.0/24' }).status.allocated, '1');
+  });
+
+  test('an allocation with a load balancer\'s owner in another pool is a reservation: not its VIP, releasable, kept', async () => {
+    svc.ipam.createPool({ name: 'pa', cidr: '10.96.10.0/24' });
+    svc.ipam.createPool({ name: 'pb', cidr: '10.97.10.0/24' });
+    const reserved = svc.ipam.allocate('pa', { owner: 'loadbalancers/web' });
+    const lb = svc.loadbalancers.create({ name: 'web', vipPool: 'pb', ports: [{ port: 80 }] });
+    assert.equal(lb.status.vip, '10.97.10.1');
+    assert.deepEqual(svc.ipam.listAllocations('pa').items.map((a) => a.address), [reserved.address], 'creating web kept the reservation');
+    await reconciler.pass();
+    assert.equal(svc.loadbalancers.get('web').status.vip, '10.97.10.1');
+    assert.match(nft.applied.at(-1)!.script, /10\.97\.10\.1 \. tcp \. 80/);
+    assert.doesNotMatch(nft.applied.at(-1)!.script, /10\.96\.10\.1/);
+    fails(() => svc.ipam.release('pb', '10.97.10.1'), FailedPreconditionError);
+    svc.ipam.release('pa', reserved.address);
+  });
+
   test('a VIP from a pool is never one of the backends', () => {
     svc.ipam.createPool({ name: 'small', cidr: '10.95.0.0/29' });
     const lb = svc.loadbalancers.create({ name: 'vo1', vipPool: 'small', ports: [{ port: 80 }], backends: [{ address: '10.95.0.1' }, { address: '10.95.0.2' }] });
