@@ -5,15 +5,16 @@
  * change left pointing at removed backends, and IP forwarding.
  *
  * A pass with nothing changed, and a restart with unchanged intent, write
- * nothing: what was written last (the desired service ports, and a digest
- * of the verdict maps read back right after) is kept in the store and
- * compared with this pass's. Listing a whole table costs seconds at
- * thousands of load balancers (nft 1.0.6), so the whole table is compared
- * only at the first pass after start, and then every `fullCheckMs` (at
- * least 50 times its last duration), against a per-object reference
- * (migrations/0005). A table flushed or deleted by
- * hand is written again at the next pass; a chain changed by hand, at the
- * next full check.
+ * nothing: what was written last (the desired service ports, and the
+ * digests of the verdict maps and nat-prerouting read back right after) is
+ * kept in the store and compared with this pass's. Listing a whole table
+ * costs seconds at thousands of load balancers (nft 1.0.6), so the whole
+ * table is compared only at the first pass after start, and then every
+ * `fullCheckMs` (at least 50 times its last duration), object by object,
+ * with what the rendering of the last write says nft lists (the renderer
+ * writes nft's listing syntax). A table flushed or deleted by hand is
+ * written again at the next pass; a chain changed by hand, at the next
+ * full check.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -22,7 +23,7 @@ import type { LoadBalancer } from '../domain/types.js';
 import type { ConntrackFilter, NftClient, ObservedTable } from '../kernel/nft/types.js';
 import type { Store } from '../store/store.js';
 import { ownerRef } from './desired.js';
-import { objectNames, renderDeleteTable, renderTable, renderedObjects, sortServices, tableObjects, type DesiredServicePort } from './nft.js';
+import { expectedObjects, objectNames, renderDeleteTable, renderTable, sortServices, tableObjects, type DesiredServicePort } from './nft.js';
 
 /** What the pass did for one load balancer. */
 export interface LoadBalancerOutcome {
@@ -58,10 +59,12 @@ export function servicePorts(lb: LoadBalancer, vip: string): DesiredServicePort[
 /**
  * `conntrack -D` filters for the UDP service ports a write changed: entries
  * whose reply comes from a backend no longer there (removed, replaced, or
- * its load balancer or port gone), and entries made while there was no
- * backend (no NAT: the reply comes from the VIP) once there is one. TCP
- * needs none: a removed backend's connections fail on their own, new ones
- * are DNATed anew.
+ * its load balancer or port gone), entries made while there was no backend
+ * (no NAT: the reply comes from the VIP) once there is one, and all of a
+ * port's entries when its sourceRanges changed. TCP is left alone, as
+ * kube-proxy does: a removed backend's connections fail on their own, new
+ * ones are DNATed anew, and an established connection outlives a narrowed
+ * sourceRanges.
  */
 export function staleConntrack(before: readonly DesiredServicePort[], after: readonly DesiredServicePort[]): ConntrackFilter[] {
   const key = (s: DesiredServicePort) => `${s.name}/${s.protocol}/${s.port}/${s.vip}`;
@@ -77,6 +80,11 @@ export function staleConntrack(before: readonly DesiredServicePort[], after: rea
   for (const s of now.values()) {
     const prev = before.find((p) => key(p) === key(s));
     if (s.backends.length > 0 && (!prev || prev.backends.length === 0)) filters.push(filter(s, s.vip));
+    // Narrowed sourceRanges: a client now outside them must not keep its flow. All of the port's
+    // entries go; a client still let in is DNATed anew by its next datagram.
+    if (prev && s.sourceRanges.length > 0 && JSON.stringify(prev.sourceRanges) !== JSON.stringify(s.sourceRanges)) {
+      filters.push({ family: s.family, protocol: 'udp', vip: s.vip, port: s.port });
+    }
   }
   return filters;
 }
@@ -94,8 +102,6 @@ export interface LoadBalancerSyncOptions {
 }
 
 export class LoadBalancerSync {
-  /** Namespaces whose forwarding was checked since start. */
-  private readonly forwardingChecked = new Set<string>();
   /** When each namespace's whole table was last compared (clock()), and how long that took; none yet: at the first pass. */
   private readonly fullChecked = new Map<string, { at: number; tookMs: number }>();
   private readonly fullCheckMs: number;
@@ -186,21 +192,21 @@ export class LoadBalancerSync {
     let writtenCache: DesiredServicePort[] | undefined;
     const written = () => (writtenCache ??= recorded ? (JSON.parse(recorded.services) as DesiredServicePort[]) : []);
 
-    // Every pass: the maps' and prerouting's digest (a flushed or deleted table shows there). Now and then: the whole table.
+    // Every pass: the maps' and prerouting's digests (a flushed or deleted table shows there). Now and then: the whole table.
     const summary = await this.nft.summarize(netns);
-    let touched = recorded === undefined || summary === undefined || summary !== recorded.summary;
+    let touched = recorded === undefined || summary === undefined || summaryText(summary) !== recorded.summary;
     let observed: ObservedTable | undefined;
-    let reference: Reference | undefined;
     if (touched || this.fullCheckDue(netns)) {
       const started = this.clock();
       observed = await this.nft.observe(netns);
       if (!observed) touched = true;
-      if (!touched) {
-        const expected = renderedObjects(renderTable(written()));
-        if (drifted(expected, parseReference(this.store.nftReference(netns)), observed!)) {
+      else if (!touched) {
+        // The renderer writes nft's listing syntax: what the last write should list as, object by object.
+        const changed = differences(expectedObjects(renderTable(written())), observed.objects);
+        if (changed.length > 0) {
           touched = true;
-          this.log.warn({ netns: netns || 'host' }, 'nft table changed by hand: writing it whole again');
-        } else reference = learn(expected, observed!);
+          this.log.warn({ netns: netns || 'host', objects: changed.slice(0, 10), count: changed.length }, 'nft table changed by hand: writing it whole again');
+        }
       }
       this.checked(netns, started);
     }
@@ -213,66 +219,34 @@ export class LoadBalancerSync {
       this.log.debug({ netns: netns || 'host', script }, 'nft transaction');
       await this.nft.apply(netns, script);
       this.log.info({ netns: netns || 'host', servicePorts: sorted.length, full: touched }, 'nft table written');
-      if (touched) {
-        // A whole write is rare (first write, hand changes): learn the kernel's form of all of it now.
-        const started = this.clock();
-        const after = await this.nft.observe(netns);
-        reference = after ? learn(renderedObjects(renderTable(sorted)), after) : {};
-        this.checked(netns, started);
-      }
-      // After an incremental write, an object whose rendering changed gets a new reference at the next full check.
-      this.store.setNftTable({ netns, desiredHash, services: servicesJson, summary: (await this.nft.summarize(netns)) ?? '' });
+      const after = await this.nft.summarize(netns);
+      this.store.setNftTable({ netns, desiredHash, services: servicesJson, summary: after ? summaryText(after) : '' });
       const stale = staleConntrack(written(), services);
       // After the commit, so that a client's next packet is DNATed by the new rules.
       if (stale.length > 0) await this.nft.deleteConntrack(netns, stale);
     }
-    if (reference) this.store.setNftReference(netns, JSON.stringify(reference));
-    if (!converged || !this.forwardingChecked.has(netns)) {
-      const families = [...new Set(services.map((s) => s.family))].sort();
-      const changed = await this.nft.ensureForwarding(netns, families);
-      if (changed.length > 0) {
-        this.log.warn({ netns: netns || 'host', sysctls: changed }, 'turned IP forwarding on: load balancers forward to their backends');
-      }
-      this.forwardingChecked.add(netns);
+    // Every pass (a read of /proc, or one sysctl elsewhere): forwarding turned off by hand would drop routed VIP traffic.
+    const families = [...new Set(services.map((s) => s.family))].sort();
+    const changed = await this.nft.ensureForwarding(netns, families);
+    if (changed.length > 0) {
+      this.log.warn({ netns: netns || 'host', sysctls: changed }, 'turned IP forwarding on: load balancers forward to their backends');
     }
     return !converged;
   }
 }
 
-/** Per object, the digest netkeep rendered and the digest the kernel listed for it. */
-type Reference = Record<string, [rendered: string, kernel: string]>;
-
-function parseReference(json: string): Reference {
-  const value: unknown = JSON.parse(json);
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Reference) : {};
+/** A summary as stored: JSON of its entries in SUMMARY_OBJECTS order. */
+function summaryText(summary: ReadonlyMap<string, string>): string {
+  return JSON.stringify([...summary]);
 }
 
 /**
- * Whether the kernel's table differs from what netkeep last wrote
- * (`expected`, its rendering of it): an object missing or extra, or one
- * rendered as when `reference` was learnt but listed differently.
- * An object rendered differently since then has no reference yet, and
- * does not count.
+ * The objects whose listing differs from what `expected` says it should
+ * be (keys of objects missing, extra, or listed differently), sorted.
  */
-export function drifted(expected: ReadonlyMap<string, string>, reference: Reference, observed: ObservedTable): boolean {
-  if (expected.size !== observed.objects.size) return true;
-  for (const [key, rendered] of expected) {
-    const listed = observed.objects.get(key);
-    if (listed === undefined) return true;
-    const ref = reference[key];
-    if (ref && ref[0] === rendered && ref[1] !== listed) return true;
-  }
-  return false;
-}
-
-/** The reference of a table the kernel holds as `observed`, rendered as `expected`. */
-function learn(expected: ReadonlyMap<string, string>, observed: ObservedTable): Reference {
-  const reference: Reference = {};
-  for (const [key, rendered] of expected) {
-    const listed = observed.objects.get(key);
-    if (listed !== undefined) reference[key] = [rendered, listed];
-  }
-  return reference;
+export function differences(expected: ReadonlyMap<string, string>, listed: ReadonlyMap<string, string>): string[] {
+  const keys = new Set([...expected.keys(), ...listed.keys()]);
+  return [...keys].filter((k) => expected.get(k) !== listed.get(k)).sort();
 }
 
 /** The backends of one load balancer as programmed, `address:port`, sorted and unique. */

@@ -33,6 +33,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Algorithm, Protocol } from '../domain/loadbalancer.js';
+import { formatAddress, parseNetwork } from '../ipam/arith.js';
+import { elementsOfLine, objectDigest, objectKey } from '../kernel/nft/listing.js';
 import { NFT_TABLE } from '../kernel/nft/types.js';
 import type { OwnerRef } from './desired.js';
 
@@ -86,6 +88,44 @@ export function backendChain(s: DesiredServicePort, b: DesiredBackend): string {
 /** A backend's affinity set; the timeout is part of the name, since a set's timeout cannot change in place. */
 export function affinitySet(s: DesiredServicePort, b: DesiredBackend): string {
   return `aff-${s.name}-${s.protocol.toLowerCase()}-${s.port}-${short(b.address, b.port, s.affinitySeconds)}`;
+}
+
+/** Seconds as nft writes a duration: 600 → `10m`, 10800 → `3h`, 90061 → `1d1h1m1s`. */
+export function nftDuration(seconds: number): string {
+  const parts: Array<[number, string]> = [
+    [Math.floor(seconds / 86_400), 'd'],
+    [Math.floor((seconds % 86_400) / 3600), 'h'],
+    [Math.floor((seconds % 3600) / 60), 'm'],
+    [seconds % 60, 's'],
+  ];
+  return parts.filter(([n]) => n > 0).map(([n, unit]) => `${n}${unit}`).join('') || '0s';
+}
+
+/**
+ * CIDRs as nft lists them in an interval set: sorted, overlapping and
+ * adjacent ones merged, each as a prefix where it is one (a host without
+ * `/32` or `/128`), else `a-b`.
+ */
+export function intervals(family: 4 | 6, cidrs: readonly string[]): string[] {
+  const sorted = cidrs.map((c) => parseNetwork(c)!).sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  const merged: Array<{ first: bigint; last: bigint }> = [];
+  for (const n of sorted) {
+    const top = merged.at(-1);
+    if (top && n.first <= top.last + 1n) top.last = n.last > top.last ? n.last : top.last;
+    else merged.push({ first: n.first, last: n.last });
+  }
+  return merged.map(({ first, last }) => {
+    const size = last - first + 1n;
+    const aligned = (size & (size - 1n)) === 0n && first % size === 0n;
+    const prefix = (family === 4 ? 32 : 128) - (size.toString(2).length - 1);
+    if (!aligned) return `${formatAddress(family, first)}-${formatAddress(family, last)}`;
+    return prefix === (family === 4 ? 32 : 128) ? formatAddress(family, first) : `${formatAddress(family, first)}/${prefix}`;
+  });
+}
+
+/** An anonymous set as nft lists it: one element bare, more in braces. */
+function anonymousSet(elements: readonly string[]): string {
+  return elements.length === 1 ? elements[0]! : `{ ${elements.join(', ')} }`;
 }
 
 function ipKeyword(family: 4 | 6): 'ip' | 'ip6' {
@@ -148,11 +188,11 @@ const BASE_CHAINS: Array<[string, string]> = [
   // nft 1.0.6 knows no `dstnat` keyword for the output hook: -100 is NF_IP_PRI_NAT_DST.
   ['nat-output', 'type nat hook output priority -100; policy accept;'],
   ['nat-postrouting', 'type nat hook postrouting priority srcnat; policy accept;'],
-  // Right after DNAT (-100), before routing: a refused packet never reaches the
+  // Right after DNAT (dstnat = -100), before routing: a refused packet never reaches the
   // forward path, where a client on the VIP's own link would also be sent an
   // ICMP redirect, which spends the per-host ICMP rate limit (inet_peer)
   // that the port unreachable then hits.
-  ['filter-prerouting', 'type filter hook prerouting priority -90; policy accept;'],
+  ['filter-prerouting', 'type filter hook prerouting priority dstnat + 10; policy accept;'],
   ['filter-output', 'type filter hook output priority filter; policy accept;'],
 ];
 const HELPER_CHAINS = ['refuse', 'reject-service'];
@@ -191,7 +231,8 @@ export function renderTable(
   out.push('\tset service-ports-v4 {', '\t\ttype ipv4_addr . inet_proto . inet_service', '\t}');
   out.push('\tset service-ports-v6 {', '\t\ttype ipv6_addr . inet_proto . inet_service', '\t}');
   for (const { s, name } of changedSets) {
-    out.push(`\tset ${name} {`, `\t\ttype ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '\t\tflags dynamic,timeout', `\t\ttimeout ${s.affinitySeconds}s`, '\t}');
+    // As nft lists it: the size it gives a dynamic set anyway, the timeout in its d/h/m/s form.
+    out.push(`\tset ${name} {`, `\t\ttype ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}`, '\t\tsize 65535', '\t\tflags dynamic,timeout', `\t\ttimeout ${nftDuration(s.affinitySeconds)}`, '\t}');
   }
   for (const [name, hook] of BASE_CHAINS) out.push(`\tchain ${name} {`, `\t\t${hook}`, '\t}');
   for (const name of [...HELPER_CHAINS, ...changedChains]) out.push(`\tchain ${name} {`, '\t}');
@@ -213,14 +254,15 @@ export function renderTable(
   rule('refuse', 'ip daddr . meta l4proto . th dport @service-ports-v4 goto reject-service');
   rule('refuse', 'ip6 daddr . meta l4proto . th dport @service-ports-v6 goto reject-service');
   rule('reject-service', 'meta l4proto tcp reject with tcp reset');
-  rule('reject-service', 'reject with icmpx port-unreachable');
+  // `reject` in an inet table is ICMP(v6) port unreachable, and nft lists it so.
+  rule('reject-service', 'reject');
   for (const chain of ['filter-prerouting', 'filter-output']) rule(chain, 'jump refuse');
 
   for (const s of changed) {
     const ip = ipKeyword(s.family);
     const proto = s.protocol.toLowerCase();
     const svc = serviceChain(s);
-    if (s.sourceRanges.length > 0) rule(svc, `${ip} saddr != { ${s.sourceRanges.join(', ')} } return`);
+    if (s.sourceRanges.length > 0) rule(svc, `${ip} saddr != ${anonymousSet(intervals(s.family, s.sourceRanges))} return`);
     if (s.affinitySeconds > 0) for (const b of s.backends) rule(svc, `${ip} saddr @${affinitySet(s, b)} goto ${backendChain(s, b)}`);
     if (s.backends.length > 0) for (const r of pickRules(s)) rule(svc, r);
     for (const b of s.backends) {
@@ -264,28 +306,31 @@ export function renderDeleteTable(): string {
 }
 
 /**
- * The objects a rendered script writes, one digest per object (`chain
- * <name>`, `set <name>` for sets and maps alike): its declaration, rules and
- * elements, in script order. A full rendering (no `previous`) names every
- * object of the table; two renderings give an object the same digest when
- * they write it alike. Flushes and deletes are not content and are skipped.
+ * What the kernel lists for each object a full rendering (no `previous`)
+ * of a table declares, as listing.ts digests: `objectKey()` →
+ * `objectDigest()`. The renderer writes nft's listing syntax, so this is
+ * what `nft -s list table inet netkeep` shows when nothing was changed by
+ * hand (NftClient.observe()).
  */
-export function renderedObjects(script: string): Map<string, string> {
-  const parts = new Map<string, string[]>();
-  const add = (key: string, line: string) => parts.set(key, [...(parts.get(key) ?? []), line]);
+export function expectedObjects(script: string): Map<string, string> {
+  const parts = new Map<string, { keyword: string; lines: string[]; elements: string[] }>();
   const writeRe = new RegExp(`^add (rule|element) ${NFT_TABLE} (\\S+) (.*)$`);
-  let block: string | undefined;
+  const part = (keyword: string, name: string) => {
+    const key = objectKey(keyword, name);
+    if (!parts.has(key)) parts.set(key, { keyword, lines: [], elements: [] });
+    return parts.get(key)!;
+  };
+  let block: { keyword: string; lines: string[] } | undefined;
   for (const line of script.split('\n')) {
     const open = /^\t(chain|set|map) (\S+) \{$/.exec(line);
     const write = writeRe.exec(line);
-    if (open) block = `${open[1] === 'chain' ? 'chain' : 'set'} ${open[2]}`;
-    else if (block !== undefined && line === '\t}') {
-      parts.set(block, parts.get(block) ?? []);
-      block = undefined;
-    } else if (block !== undefined) add(block, line.trim());
-    else if (write) add(`${write[1] === 'rule' ? 'chain' : 'set'} ${write[2]}`, write[3]!);
+    if (open) block = part(open[1]!, open[2]!);
+    else if (block && line === '\t}') block = undefined;
+    else if (block) block.lines.push(line.trim());
+    else if (write?.[1] === 'rule') part('chain', write[2]!).lines.push(write[3]!);
+    else if (write) parts.get(objectKey('set', write[2]!))!.elements.push(...elementsOfLine(write[3]!));
   }
-  return new Map([...parts].map(([key, lines]) => [key, createHash('sha256').update(lines.join('\n')).digest('hex')]));
+  return new Map([...parts].map(([key, p]) => [key, objectDigest(p.keyword, p.lines, p.elements)]));
 }
 
 /** Every chain and set a full rendering of `services` declares, by name, without rendering it. */
@@ -296,7 +341,7 @@ export function tableObjects(services: readonly DesiredServicePort[]): ExistingO
   };
 }
 
-/** The chain and set names among `renderedObjects()` or `ObservedTable.objects` keys. */
+/** The chain and set names among `expectedObjects()` or `ObservedTable.objects` keys. */
 export function objectNames(keys: Iterable<string>): ExistingObjects {
   const chains: string[] = [];
   const sets: string[] = [];

@@ -27,7 +27,7 @@ export interface NftTableState {
   desiredHash: string;
   /** JSON of the desired service ports last written. */
   services: string;
-  /** NftClient.summarize() read back after the last write. */
+  /** NftClient.summarize() read back after the last write, as JSON [[key, digest], …]. */
   summary: string;
 }
 
@@ -73,8 +73,6 @@ export class Store {
       nftGet: db.prepare<[string], { netns: string; desired_hash: string; services: string; summary: string }>(
         'SELECT netns, desired_hash, services, summary FROM nft_tables WHERE netns = ?',
       ),
-      nftReference: db.prepare<[string], string>('SELECT reference FROM nft_tables WHERE netns = ?').pluck(),
-      nftSetReference: db.prepare('UPDATE nft_tables SET reference = ? WHERE netns = ?'),
       nftNamespaces: db.prepare<[], string>('SELECT netns FROM nft_tables ORDER BY netns').pluck(),
       nftPut: db.prepare(
         `INSERT INTO nft_tables (netns, desired_hash, services, summary) VALUES (?, ?, ?, ?)
@@ -149,15 +147,6 @@ export class Store {
     return row && { netns: row.netns, desiredHash: row.desired_hash, services: row.services, summary: row.summary };
   }
 
-  /** The per-object reference of a namespace's table (JSON, migrations/0005); "{}" when none. Read apart: it is large. */
-  nftReference(netns: string): string {
-    return this.stmts.nftReference.get(netns) ?? '{}';
-  }
-
-  /** Replaces the reference of a recorded table. */
-  setNftReference(netns: string, reference: string): void {
-    this.stmts.nftSetReference.run(reference, netns);
-  }
 
   /** Namespaces with a recorded table. */
   nftNamespaces(): string[] {

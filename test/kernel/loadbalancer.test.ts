@@ -196,6 +196,16 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     assert.equal(answers[answers.length - 1], 'be3', JSON.stringify(answers));
   });
 
+  test('a UDP client on one socket is cut off when sourceRanges narrow to leave it out', async () => {
+    const client = execa('ip', ['netns', 'exec', 'client', process.execPath, PEER, 'udp', '10.96.0.53', '53', '6', '700']);
+    await new Promise((r) => setTimeout(r, 1000));
+    await patchReady('dns', { sourceRanges: ['10.50.0.11/32'] });
+    const { answers } = JSON.parse((await client).stdout) as { answers: string[] };
+    assert.equal(answers[0], 'be3');
+    assert.equal(answers[answers.length - 1], 'ECONNREFUSED', JSON.stringify(answers));
+    await patchReady('dns', { sourceRanges: null });
+  });
+
   test('an IPv6 VIP', async () => {
     await eventually('IPv6 addresses past DAD', async () => {
       const { stdout } = await execa('ip', ['-n', 'client', '-j', 'addr', 'show', 'dev', 'eth0']);
@@ -213,7 +223,7 @@ describe('load balancers in the kernel', { skip: sb.skip }, () => {
     await c.close();
     c = restClient(daemon.restSocket);
     assert.equal(await nftRuleset(), before);
-    assert.ok(!daemon.output().includes('nft table written'), 'the restart wrote no nft transaction');
+    assert.ok(!daemon.output().includes('nft table written'), `the restart wrote no nft transaction: ${daemon.output().split('\n').filter((l) => l.includes('nft')).join('\n')}`);
     await execa('nft', ['flush', 'table', 'inet', 'netkeep']);
     await eventually('the flushed table rewritten', async () => (await nftRuleset()) === before, 15_000);
   });

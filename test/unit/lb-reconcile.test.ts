@@ -243,6 +243,31 @@ describe('reconciling load balancers', () => {
     assert.equal(listed(), afterFirst + 1);
   });
 
+  test('a hand change to a chain netkeep has just rewritten, or made right after a whole write, is put back', async () => {
+    const checking = new Reconciler(store, new FakeIpClient({ vlanFilteringSupported: false }), pino({ level: 'silent' }), nft, { nftCheckMs: 0 });
+    // Another tool adds rules right after netkeep's whole write, before netkeep reads the table back.
+    const apply = nft.apply.bind(nft);
+    nft.apply = async (netns, script) => {
+      await apply(netns, script);
+      nft.addRuleByHand(netns, 'nat-prerouting', 'ip daddr 10.96.0.10 tcp dport 80 dnat ip to 10.50.0.13:9000');
+      nft.addRuleByHand(netns, 'filter-output', 'counter');
+      nft.apply = apply;
+    };
+    svc.loadbalancers.create(web());
+    await checking.pass();
+    // The summary read back after the write holds the change; the whole-table comparison with the rendering does not.
+    assert.equal((await checking.pass()).nftWrites, 1);
+    const good = await nft.observe('');
+    svc.loadbalancers.update('web', { backends: [{ address: '10.50.0.13' }] });
+    assert.equal((await checking.pass()).nftWrites, 1);
+    const rewritten = await nft.observe('');
+    nft.addRuleByHand('', 'svc-web-tcp-80', 'ip saddr 10.50.0.10 drop');
+    assert.equal((await checking.pass()).nftWrites, 1, 'the chain the last write rewrote is compared too');
+    assert.deepEqual(await nft.observe(''), rewritten);
+    assert.notDeepEqual(rewritten, good);
+    assert.equal((await checking.pass()).nftWrites, 0);
+  });
+
   test('a restart compares the whole table once and writes nothing', async () => {
     svc.loadbalancers.create(web());
     await reconciler.pass();
@@ -277,7 +302,7 @@ describe('reconciling load balancers', () => {
   });
 
   test('UDP backends removed, a UDP port dropped, the load balancer deleted: their conntrack entries are deleted', async () => {
-    const shown = () => nft.conntrackDeletes.splice(0).map((f) => `${f.vip}:${f.port} reply-src ${f.replySource}`).sort();
+    const shown = () => nft.conntrackDeletes.splice(0).map((f) => `${f.vip}:${f.port} reply-src ${f.replySource ?? 'any'}`).sort();
     svc.loadbalancers.create(web());
     svc.loadbalancers.create({ name: 'dns', vip: '10.96.0.53', ports: [{ protocol: 'UDP', port: 53 }], backends: [{ address: '10.50.0.21' }] });
     await reconciler.pass();
@@ -288,6 +313,9 @@ describe('reconciling load balancers', () => {
     svc.loadbalancers.update('dns', { backends: [{ address: '10.50.0.22' }] });
     await reconciler.pass();
     assert.deepEqual(shown(), ['10.96.0.53:53 reply-src 10.96.0.53'], 'entries made while there was no backend');
+    svc.loadbalancers.update('dns', { sourceRanges: ['10.60.0.0/24'] });
+    await reconciler.pass();
+    assert.deepEqual(shown(), ['10.96.0.53:53 reply-src any'], 'sourceRanges narrowed: every entry of the port');
     svc.loadbalancers.update('web', { ports: [{ port: 80, targetPort: 8080 }] });
     await reconciler.pass();
     assert.deepEqual(shown(), ['10.96.0.10:53 reply-src 10.50.0.11', '10.96.0.10:53 reply-src 10.50.0.12'], 'the UDP port dropped');

@@ -11,37 +11,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { parseListing } from '../../src/kernel/nft/client.js';
-import { backendChain, objectNames, renderTable, renderedObjects, serviceChain, tableObjects, type DesiredServicePort } from '../../src/reconcile/nft.js';
+import { parseListing } from '../../src/kernel/nft/listing.js';
+import { services, web } from '../support/lb-services.js';
+import { backendChain, expectedObjects, intervals, nftDuration, objectNames, renderTable, serviceChain, tableObjects, type DesiredServicePort } from '../../src/reconcile/nft.js';
 
 const GOLDEN = new URL('./fixtures/nft/services.nft', import.meta.url);
-
-const web: DesiredServicePort = {
-  owner: 'loadbalancers/web',
-  name: 'web',
-  family: 4,
-  vip: '10.96.0.10',
-  protocol: 'TCP',
-  port: 80,
-  backends: [
-    { address: '10.50.0.11', port: 8080, weight: 1 },
-    { address: '10.50.0.12', port: 8080, weight: 3 },
-    { address: '10.50.0.13', port: 8080, weight: 1 },
-  ],
-  algorithm: 'RANDOM',
-  affinitySeconds: 0,
-  sourceRanges: [],
-};
-const services: DesiredServicePort[] = [
-  web,
-  { ...web, name: 'dns', owner: 'loadbalancers/dns', vip: '10.96.0.53', protocol: 'UDP', port: 53, algorithm: 'ROUND_ROBIN',
-    backends: [{ address: '10.50.0.11', port: 5353, weight: 2 }, { address: '10.50.0.12', port: 5353, weight: 1 }] },
-  { ...web, name: 'sticky', owner: 'loadbalancers/sticky', vip: '10.96.0.20', affinitySeconds: 600, sourceRanges: ['10.50.0.0/24'],
-    backends: [{ address: '10.50.0.11', port: 8080, weight: 1 }] },
-  { ...web, name: 'empty', owner: 'loadbalancers/empty', vip: '10.96.0.30', backends: [] },
-  { ...web, name: 'web6', owner: 'loadbalancers/web6', family: 6, vip: 'fd00:96::10', protocol: 'SCTP',
-    backends: [{ address: 'fd00:50::11', port: 8080, weight: 1 }, { address: 'fd00:50::12', port: 8080, weight: 1 }] },
-];
 
 test('a set of load balancers renders as the reviewed golden transaction', () => {
   const script = renderTable(services);
@@ -102,13 +76,13 @@ test('RANDOM picks backend i with probability w_i / W: the rule chain reproduces
 
 test('tableObjects names exactly the chains and sets a full rendering declares', () => {
   const sorted = (o: { chains: readonly string[]; sets: readonly string[] }) => ({ chains: [...o.chains].sort(), sets: [...o.sets].sort() });
-  assert.deepEqual(sorted(tableObjects(services)), sorted(objectNames(renderedObjects(renderTable(services)).keys())));
+  assert.deepEqual(sorted(tableObjects(services)), sorted(objectNames(expectedObjects(renderTable(services)).keys())));
 });
 
-test('renderedObjects: an object changes digest only when what is written to it changes', () => {
-  const before = renderedObjects(renderTable(services));
+test('expectedObjects: an object changes digest only when what is written to it changes', () => {
+  const before = expectedObjects(renderTable(services));
   const moved = services.map((s) => (s.name === 'web' ? { ...s, backends: s.backends.slice(1) } : s));
-  const after = renderedObjects(renderTable(moved));
+  const after = expectedObjects(renderTable(moved));
   const changed = [...before.keys()].filter((k) => after.get(k) !== before.get(k)).sort();
   // web's chain, its dropped backend's chain (gone), and nothing of the other load balancers.
   assert.deepEqual(changed, [`chain ${backendChain(web, web.backends[0]!)}`, `chain ${serviceChain(web)}`]);
@@ -140,18 +114,18 @@ const LISTING = [
 ].join('\n');
 
 test('parseListing: one digest per object; element order and affinity entries do not count, rules do', () => {
-  const base = parseListing(LISTING).objects;
+  const base = parseListing(LISTING);
   assert.deepEqual([...base.keys()], ['set service-ips-v4', 'set aff-sticky-tcp-80-1c62d738', 'chain svc-web-tcp-80']);
   const reordered = LISTING.replace(
     '{ 10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     10.96.0.10 . tcp . 80 : goto svc-web-tcp-80 }',
     '{ 10.96.0.10 . tcp . 80 : goto svc-web-tcp-80,\n\t\t\t     10.96.0.53 . udp . 53 : goto svc-dns-udp-53 }',
   );
   assert.notEqual(reordered, LISTING);
-  assert.deepEqual(parseListing(reordered).objects, base);
-  assert.deepEqual(parseListing(LISTING.replace('elements = { 10.0.0.5 timeout 10m expires 9m58s }', 'elements = { 10.0.0.7 }')).objects, base);
-  const edited = parseListing(LISTING.replace('\t\tgoto be-web-tcp-80-31c62b67\n', '')).objects;
+  assert.deepEqual(parseListing(reordered), base);
+  assert.deepEqual(parseListing(LISTING.replace('elements = { 10.0.0.5 timeout 10m expires 9m58s }', 'elements = { 10.0.0.7 }')), base);
+  const edited = parseListing(LISTING.replace('\t\tgoto be-web-tcp-80-31c62b67\n', ''));
   assert.notEqual(edited.get('chain svc-web-tcp-80'), base.get('chain svc-web-tcp-80'));
-  const lostElement = parseListing(LISTING.replace('10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     ', '')).objects;
+  const lostElement = parseListing(LISTING.replace('10.96.0.53 . udp . 53 : goto svc-dns-udp-53,\n\t\t\t     ', ''));
   assert.notEqual(lostElement.get('set service-ips-v4'), base.get('set service-ips-v4'));
 });
 
@@ -160,4 +134,23 @@ test('ROUND_ROBIN slices are the weights over their greatest common divisor: equ
   const rule = renderTable([rr]).split('\n').find((l) => l.includes('numgen inc'))!;
   const [a, b, c] = rr.backends.map((x) => backendChain(rr, x));
   assert.equal(rule, `add rule inet netkeep ${serviceChain(rr)} numgen inc mod 4 vmap { 0 : goto ${a}, 1 : goto ${b}, 2-3 : goto ${c} }`);
+});
+
+test('nftDuration writes seconds as nft lists a timeout', () => {
+  assert.deepEqual([600, 10800, 86400, 90, 90061, 1].map(nftDuration), ['10m', '3h', '1d', '1m30s', '1d1h1m1s', '1s']);
+});
+
+test('parseListing keeps only netkeep\'s table of a listing with several', () => {
+  const other = ['table inet mine {', '\tmap service-ips-v4 {', '\t\ttype ipv4_addr . inet_proto . inet_service : verdict', '\t}', '}', ''].join('\n');
+  assert.deepEqual(parseListing(other + LISTING), parseListing(LISTING));
+});
+
+test('intervals writes sourceRanges as nft lists an interval set: sorted, merged, prefixes where they are', () => {
+  assert.deepEqual(intervals(4, ['10.60.0.0/16', '10.50.0.128/25', '10.50.0.0/25']), ['10.50.0.0/24', '10.60.0.0/16']);
+  assert.deepEqual(intervals(4, ['10.50.2.0/24', '10.50.1.0/24', '10.50.1.128/25']), ['10.50.1.0-10.50.2.255']);
+  assert.deepEqual(intervals(6, ['fd00:60::/48', 'fd00:50::/64']), ['fd00:50::/64', 'fd00:60::/48']);
+  assert.deepEqual(intervals(4, ['0.0.0.0/0', '10.0.0.0/8']), ['0.0.0.0/0']);
+  assert.deepEqual(intervals(4, ['10.50.0.11/32', '10.50.0.10/32', '10.50.0.12/32']), ['10.50.0.10-10.50.0.12']);
+  assert.deepEqual(intervals(4, ['10.50.0.11/32', '10.50.0.10/32']), ['10.50.0.10/31']);
+  assert.deepEqual(intervals(6, ['fd00:50::11/128']), ['fd00:50::11']);
 });

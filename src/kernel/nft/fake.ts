@@ -1,25 +1,31 @@
 /**
  * FakeNftClient: an in-memory stand-in for nft, conntrack and sysctl, for
  * reconciler tests. It interprets the subset of nft syntax renderTable()
- * writes (declaration blocks, `flush`, `add rule`, `add element`, `delete`)
- * into objects holding their lines, and lists each object's digest, which
- * is what the reconciler compares. Real behaviour (packets, the kernel's
- * listing format) is tested in the sandbox.
+ * writes (declaration blocks, `flush`, `add rule`, `add`/`delete element`,
+ * `delete`) into objects, atomically per script, and lists them as the
+ * kernel would list what renderTable() wrote (listing.ts digests). Real
+ * behaviour (packets, nft's own listing) is tested in the sandbox.
  */
-import { createHash } from 'node:crypto';
-import { NFT_TABLE, NftError, SUMMARY_CHAIN, type ConntrackFilter, type NftClient, type ObservedTable } from './types.js';
+import { elementsOfLine, objectDigest, objectKey } from './listing.js';
+import { NFT_TABLE, NftError, SUMMARY_OBJECTS, type ConntrackFilter, type NftClient, type ObservedTable } from './types.js';
 
-/** Object key (`chain <name>`, `set <name>`) → its lines. */
-type FakeTable = Map<string, string[]>;
+interface FakeObject {
+  keyword: string;
+  /** A chain's hook, a set's type, size, flags and timeout: what a flush keeps. */
+  declaration: string[];
+  rules: string[];
+  elements: string[];
+}
 
-const digest = (lines: readonly string[]) => createHash('sha256').update(lines.join('\n')).digest('hex');
-
-/** What a flush leaves of an object: a chain's hook, a set's type, flags and timeout. */
-const declaration = (lines: readonly string[]) => lines.filter((l) => /^(type|flags|timeout) /.test(l));
+/** Object key (`chain <name>`, `set <name>`) → the object. */
+type FakeTable = Map<string, FakeObject>;
 
 const OP_RE = new RegExp(`^(flush|delete) (chain|set|map) ${NFT_TABLE} (\\S+)$`);
-const ADD_RE = new RegExp(`^add (rule|element) ${NFT_TABLE} (\\S+) (.*)$`);
-const DELETE_ELEMENT_RE = new RegExp(`^delete element ${NFT_TABLE} (\\S+) \\{ (.*) \\}$`);
+const ELEMENT_RE = new RegExp(`^(add|delete) element ${NFT_TABLE} (\\S+) (\\{.*\\})$`);
+const RULE_RE = new RegExp(`^add rule ${NFT_TABLE} (\\S+) (.*)$`);
+
+const copy = (t: FakeTable): FakeTable =>
+  new Map([...t].map(([k, o]) => [k, { ...o, declaration: [...o.declaration], rules: [...o.rules], elements: [...o.elements] }]));
 
 export class FakeNftClient implements NftClient {
   private readonly tables = new Map<string, FakeTable>();
@@ -32,65 +38,67 @@ export class FakeNftClient implements NftClient {
   /** Calls of observe() (whole listings), per namespace. */
   readonly listings = new Map<string, number>();
 
-  async summarize(netns: string): Promise<string | undefined> {
-    this.mustExist(netns);
-    const t = this.tables.get(netns);
-    if (!t) return undefined;
-    const summarized = [...t].filter(([key]) => key.startsWith('set service-ips-') || key === `chain ${SUMMARY_CHAIN}`);
-    return digest(summarized.map(([key, lines]) => `${key}:${[...lines].sort().join(',')}`));
+  async summarize(netns: string): Promise<Map<string, string> | undefined> {
+    const listed = this.list(netns);
+    if (!listed) return undefined;
+    return new Map(SUMMARY_OBJECTS.flatMap((key) => (listed.has(key) ? [[key, listed.get(key)!] as const] : [])));
   }
 
   async observe(netns: string): Promise<ObservedTable | undefined> {
-    this.mustExist(netns);
     this.listings.set(netns, (this.listings.get(netns) ?? 0) + 1);
+    const objects = this.list(netns);
+    return objects && { objects };
+  }
+
+  private list(netns: string): Map<string, string> | undefined {
+    this.mustExist(netns);
     const t = this.tables.get(netns);
     if (!t) return undefined;
-    return { objects: new Map([...t].map(([key, lines]) => [key, digest(key.startsWith('set ') ? [...lines].sort() : lines)])) };
+    return new Map([...t].map(([key, o]) => [key, objectDigest(o.keyword, [...o.declaration, ...o.rules], o.elements)]));
   }
 
   async apply(netns: string, script: string): Promise<void> {
     this.mustExist(netns);
     // Atomic, as nft: work on a copy, commit at the end.
-    const t: FakeTable | undefined = this.tables.has(netns) ? new Map([...this.tables.get(netns)!].map(([k, v]) => [k, [...v]])) : undefined;
-    let table = t;
-    let block: string | undefined;
-    const fail = (message: string) => {
+    let table: FakeTable | undefined = this.tables.has(netns) ? copy(this.tables.get(netns)!) : undefined;
+    let block: FakeObject | undefined;
+    const fail = (message: string): never => {
       throw new NftError(netns, `Error: ${message}`);
     };
+    const get = (key: string) => table?.get(key) ?? fail(`Could not process rule: No such file or directory: ${key}`);
     for (const line of script.split('\n')) {
       const open = /^\t(chain|set|map) (\S+) \{$/.exec(line);
       const op = OP_RE.exec(line);
-      const add = ADD_RE.exec(line);
+      const element = ELEMENT_RE.exec(line);
+      const rule = RULE_RE.exec(line);
       if (line === `table ${NFT_TABLE} {`) table ??= new Map();
       else if (line === `delete table ${NFT_TABLE}`) {
         if (!table) fail('No such file or directory; did you mean table ‘netkeep’ in family inet?');
         table = undefined;
       } else if (open && table) {
-        block = `${open[1] === 'chain' ? 'chain' : 'set'} ${open[2]}`;
-        if (!table.has(block)) table.set(block, []);
-        else block = undefined; // declaring what exists changes nothing
+        const key = objectKey(open[1]!, open[2]!);
+        // Declaring what exists changes nothing.
+        block = table.has(key) ? undefined : { keyword: open[1]!, declaration: [], rules: [], elements: [] };
+        if (block) table.set(key, block);
       } else if (line === '\t}') block = undefined;
-      else if (block !== undefined && table) table.get(block)!.push(line.trim());
-      else if (op && table) {
-        const key = `${op[2] === 'chain' ? 'chain' : 'set'} ${op[3]}`;
-        if (!table.has(key)) fail(`No such file or directory: ${key}`);
-        if (op[1] === 'delete') table.delete(key);
-        else table.set(key, declaration(table.get(key)!));
-      } else if (DELETE_ELEMENT_RE.test(line) && table) {
-        const [, set, items] = DELETE_ELEMENT_RE.exec(line)!;
-        const lines = table.get(`set ${set}`);
-        if (!lines) fail(`No such file or directory: set ${set}`);
-        for (const item of items!.split(', ')) {
-          const at = lines!.findIndex((l) => l.split(' : ')[0] === item);
-          if (at < 0) fail(`Could not process rule: No such file or directory: element ${item} of ${set}`);
-          lines!.splice(at, 1);
+      else if (block) block.declaration.push(line.trim());
+      else if (op) {
+        const key = objectKey(op[2]!, op[3]!);
+        const o = get(key);
+        if (op[1] === 'delete') table!.delete(key);
+        else table!.set(key, { ...o, rules: [], elements: [] });
+      } else if (element) {
+        const o = get(objectKey('set', element[2]!));
+        for (const item of elementsOfLine(element[3]!)) {
+          if (element[1] === 'add') {
+            if (!o.elements.includes(item)) o.elements.push(item);
+            continue;
+          }
+          const at = o.elements.findIndex((e) => e.split(' : ')[0] === item);
+          if (at < 0) fail(`Could not process rule: No such file or directory: element ${item} of ${element[2]}`);
+          o.elements.splice(at, 1);
         }
-      } else if (add && table) {
-        const key = `${add[1] === 'rule' ? 'chain' : 'set'} ${add[2]}`;
-        if (!table.has(key)) fail(`No such file or directory: ${key}`);
-        const lines = add[1] === 'element' ? add[3]!.replace(/^\{ | \}$/g, '').split(', ') : [add[3]!];
-        table.get(key)!.push(...lines);
-      }
+      } else if (rule) get(objectKey('chain', rule[1]!)).rules.push(rule[2]!);
     }
     this.applied.push({ netns, script });
     if (table) this.tables.set(netns, table);
@@ -113,15 +121,18 @@ export class FakeNftClient implements NftClient {
 
   /** A hand-made change: `nft flush table inet netkeep` (every chain emptied; set elements stay, as with nft 1.0.6). */
   flushByHand(netns: string): void {
-    const t = this.tables.get(netns);
-    for (const [key, lines] of t ?? []) if (key.startsWith('chain ')) t!.set(key, declaration(lines));
+    for (const o of this.tables.get(netns)?.values() ?? []) if (o.keyword === 'chain') o.rules = [];
   }
 
   /** A hand-made change: `nft flush chain inet netkeep <chain>` (its rules gone, its hook kept). */
   flushChainByHand(netns: string, chain: string): void {
-    const t = this.tables.get(netns);
-    const lines = t?.get(`chain ${chain}`);
-    if (lines) t!.set(`chain ${chain}`, declaration(lines));
+    const o = this.tables.get(netns)?.get(`chain ${chain}`);
+    if (o) o.rules = [];
+  }
+
+  /** A hand-made change: `nft add rule inet netkeep <chain> <rule>`. */
+  addRuleByHand(netns: string, chain: string, rule: string): void {
+    this.tables.get(netns)?.get(`chain ${chain}`)?.rules.push(rule);
   }
 
   /** A hand-made change: `nft delete table inet netkeep`. */

@@ -15,36 +15,39 @@ export const NFT_TABLE = 'inet netkeep';
 export const SUMMARY_CHAIN = 'nat-prerouting';
 
 /**
- * What `nft -s list table inet netkeep` shows, one digest per object: keys
- * are `chain <name>` and `set <name>` (maps too), values a SHA-256 of the
- * object's canonical listing (set elements sorted; the elements of dynamic
- * sets, client-IP affinity entries that come and go on their own, left
- * out). Equal digests mean an unchanged object.
+ * What `nft -s list table inet netkeep` shows: per object (`chain <name>`,
+ * `set <name>` for sets and maps), the digest of its listing (listing.ts
+ * objectDigest). Equal digests mean an unchanged object.
  */
 export interface ObservedTable {
   objects: Map<string, string>;
 }
 
-/** One `conntrack -D` filter: entries of `protocol` to `vip`:`port` whose reply comes from `replySource`. */
+/** The objects NftClient.summarize() lists: the verdict maps, and the chain every routed client's packet passes. */
+export const SUMMARY_OBJECTS = ['set service-ips-v4', 'set service-ips-v6', `chain ${SUMMARY_CHAIN}`] as const;
+
+/**
+ * One `conntrack -D` filter: entries of `protocol` to `vip`:`port`, only
+ * those whose reply comes from `replySource` when it is given.
+ */
 export interface ConntrackFilter {
   family: 4 | 6;
   protocol: 'udp' | 'tcp' | 'sctp';
   vip: string;
   port: number;
-  replySource: string;
+  replySource?: string;
 }
 
 export interface NftClient {
   /**
-   * A cheap fingerprint of the table in `netns` ("" = host): a SHA-256 of
-   * its verdict maps (elements sorted) and of the rules of its prerouting
-   * chain, or undefined when the table does not exist. A flushed or
-   * deleted table, or a changed map, changes it. Equivalent to `nft -j list
-   * maps inet` and `nft -j list chain inet netkeep nat-prerouting`, which
-   * cost milliseconds where listing the whole table costs seconds (nft
-   * 1.0.6, thousands of chains).
+   * A cheap look at the table in `netns` ("" = host): the digests of
+   * SUMMARY_OBJECTS, or undefined when the table does not exist. A
+   * flushed or deleted table, or a changed map, shows here. Equivalent to
+   * `nft list maps inet` and `nft list chain inet netkeep nat-prerouting`,
+   * which cost milliseconds where listing the whole table costs seconds
+   * (nft 1.0.6, thousands of chains).
    */
-  summarize(netns: string): Promise<string | undefined>;
+  summarize(netns: string): Promise<Map<string, string> | undefined>;
   /** The whole table in `netns`, or undefined when it does not exist. Equivalent to `nft -s list table inet netkeep`. */
   observe(netns: string): Promise<ObservedTable | undefined>;
   /**
@@ -58,6 +61,8 @@ export interface NftClient {
   /**
    * Turns on forwarding (`net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`)
    * for `families` in `netns`; returns the sysctls it changed (already on: none).
+   * Cheap enough for every pass: /proc/sys in the daemon's namespace, one
+   * `sysctl -n` in another.
    */
   ensureForwarding(netns: string, families: readonly (4 | 6)[]): Promise<string[]>;
 }
