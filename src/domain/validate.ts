@@ -184,7 +184,6 @@ function pairs(b: number[]): [number, number] {
  * octets, no octet above 255, no IPv6 zone index. Text and bytes are what
  * inet_pton(3) reads.
  */
-
 export function parseIp(text: string): ParsedIp | undefined {
   if (text.includes('%')) return undefined;
   const family = isIP(text);

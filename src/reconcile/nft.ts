@@ -33,7 +33,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Algorithm, Protocol } from '../domain/loadbalancer.js';
-import { formatAddress, parseNetwork } from '../ipam/arith.js';
+import { BITS, formatAddress, parseNetwork } from '../ipam/arith.js';
 import { elementsOfLine, objectDigest, objectKey } from '../kernel/nft/listing.js';
 import { NFT_TABLE } from '../kernel/nft/types.js';
 import type { OwnerRef } from './desired.js';
@@ -117,9 +117,9 @@ export function intervals(family: 4 | 6, cidrs: readonly string[]): string[] {
   return merged.map(({ first, last }) => {
     const size = last - first + 1n;
     const aligned = (size & (size - 1n)) === 0n && first % size === 0n;
-    const prefix = (family === 4 ? 32 : 128) - (size.toString(2).length - 1);
     if (!aligned) return `${formatAddress(family, first)}-${formatAddress(family, last)}`;
-    return prefix === (family === 4 ? 32 : 128) ? formatAddress(family, first) : `${formatAddress(family, first)}/${prefix}`;
+    const prefix = BITS[family] - (size.toString(2).length - 1);
+    return prefix === BITS[family] ? formatAddress(family, first) : `${formatAddress(family, first)}/${prefix}`;
   });
 }
 

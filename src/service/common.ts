@@ -7,8 +7,27 @@ import type { ListOptions } from './types.js';
 /** Fields of the API form that the server maintains; accepted on input and ignored. */
 export const READ_ONLY_FIELDS = ['generation', 'etag', 'createTime', 'updateTime', 'status'];
 
-/** Thrown inside a dry run's transaction or savepoint (validateOnly) to roll it back. */
-export const DRY_RUN = Symbol('dry run');
+/** Thrown inside a dry run's transaction or savepoint to roll it back. */
+const DRY_RUN = Symbol('dry run');
+
+/**
+ * validateOnly: runs `work` inside `transaction` (a transaction, or a
+ * savepoint when already in one) and rolls it back, returning what `work`
+ * returned. The dry run does the very work of the real request, so it
+ * answers exactly what the real request would.
+ */
+export function dryRun<T>(transaction: (fn: () => void) => void, work: () => T): T {
+  let result: T | undefined;
+  try {
+    transaction(() => {
+      result = work();
+      throw DRY_RUN;
+    });
+  } catch (err) {
+    if (err !== DRY_RUN) throw err;
+  }
+  return result as T;
+}
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;

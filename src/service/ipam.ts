@@ -18,7 +18,7 @@
  * - Cost follows the allocations, never the pool size: next-free reads the
  *   allocations lazily from the cursor, counts are COUNTs over index ranges.
  */
-import { DRY_RUN, READ_ONLY_FIELDS, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
+import { READ_ONLY_FIELDS, dryRun, checkEtag, decodePageToken, encodePageToken, etagOf, mergePatch, pageLimit } from './common.js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -164,8 +164,7 @@ export class IpamService {
     v.throwIfAny();
 
     const now = new Date().toISOString();
-    let dryRun: IpPool | undefined;
-    const create = () => this.store.transaction(() => {
+    const create = () => {
       if (this.repo.getPool(name)) {
         throw new AlreadyExistsError(`${poolRef(name)} already exists`, [
           { field: 'name', description: `${poolRef(name)} already exists` },
@@ -184,23 +183,13 @@ export class IpamService {
         updateTime: now,
         status: { state: 'READY', message: '', observedGeneration: 1, lastReconcileTime: '', total: '0', allocated: '0', free: '0' },
       };
-      // validateOnly does the same work and rolls it back, so that it answers what the real request would.
       this.repo.insertPool(p);
       this.adoptStaticVips(p);
-      const created = this.withCounts(p);
-      if (opts.validateOnly) {
-        dryRun = created;
-        throw DRY_RUN;
-      }
-      return created;
-    });
-    let pool: IpPool;
-    try {
-      pool = create();
-    } catch (err) {
-      if (err !== DRY_RUN) throw err;
-      return dryRun!;
-    }
+      return this.withCounts(p);
+    };
+    // validateOnly does the same work, adoption included, and rolls it back.
+    if (opts.validateOnly) return dryRun((fn) => this.store.transaction(fn), create);
+    const pool = this.store.transaction(create);
     this.hooks.onChange?.();
     return pool;
   }
@@ -220,7 +209,7 @@ export class IpamService {
       const { vip, vipPool } = lb.spec;
       const a = vip === '' || vipPool !== '' ? undefined : addressValue(vip);
       if (!a || a.family !== sp.network.family || a.value < sp.network.first || a.value > sp.network.last) continue;
-      const user = `loadbalancers/${lb.name}`;
+      const user = loadBalancerOwner(lb.name);
       let value: bigint;
       try {
         value = this.checkRequested(p, sp, vip, 'cidr');
@@ -234,7 +223,7 @@ export class IpamService {
         const description = `${vip} is the VIP of ${held.owner} and of ${user} (in other namespaces); ${poolRef(p.name)} can allocate it to one of them only`;
         throw new FailedPreconditionError(`cidr: ${description}`, [held.owner, user], [{ field: 'cidr', description }]);
       }
-      this.take(p, loadBalancerOwner(lb.name), {}, value, { field: 'cidr' });
+      this.take(p, user, {}, value, { field: 'cidr' });
     }
   }
 

@@ -13,11 +13,11 @@
  */
 import { FailedPreconditionError, NotFoundError } from '../domain/errors.js';
 import { POOL_KIND, loadBalancerOwner, vethEndOwner } from '../domain/ipam.js';
-import { DRY_RUN } from './common.js';
 import { checkAgainstVip } from '../domain/loadbalancer.js';
 import { effectiveVip, type Pooled } from '../domain/rules.js';
 import type { Kind, PooledAddress, SpecOf, StatusOf } from '../domain/types.js';
 import { Violations, addressIp } from '../domain/validate.js';
+import { dryRun } from './common.js';
 import { poolAddress } from '../ipam/pooled.js';
 import type { Store } from '../store/store.js';
 import type { IpamService } from './ipam.js';
@@ -71,19 +71,8 @@ export class PoolUse {
           ? () => this.assignVip(name, spec as SpecOf['loadbalancers'], previous as SpecOf['loadbalancers'] | undefined)
           : undefined;
     if (!work) return {};
-    if (!validateOnly) return work();
-    // A dry run does the same releases and allocations in a savepoint and
-    // rolls them back, so it answers exactly what the real request would.
-    let assigned: Assigned = {};
-    try {
-      this.store.db.transaction(() => {
-        assigned = work();
-        throw DRY_RUN;
-      })();
-    } catch (err) {
-      if (err !== DRY_RUN) throw err;
-    }
-    return assigned;
+    // Inside the caller's transaction: a dry run's releases and allocations go in a savepoint.
+    return validateOnly ? dryRun((fn) => this.store.db.transaction(fn)(), work) : work();
   }
 
   /**
