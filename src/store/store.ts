@@ -20,7 +20,7 @@ export interface ClaimOwner {
   field: string;
 }
 
-/** The last `inet netkeep` table written in one namespace (migrations/0004_nft_tables.sql). */
+/** The last `inet netkeep` table written in one namespace (migrations/0004_nft_tables.sql, 0005_nft_summary.sql). */
 export interface NftTableState {
   netns: string;
   /** SHA-256 of `services`. */
